@@ -92,6 +92,8 @@ final class CurlHandle: @unchecked Sendable {
 
         let opaque = Unmanaged.passUnretained(ctx).toOpaque()
         ecc_setopt_string(curl, CURLOPT_URL, request.url)
+        // S3 keys may hold "." and ".." segments: curl must send the path exactly as signed.
+        ecc_setopt_long(curl, CURLOPT_PATH_AS_IS, 1)
         ecc_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
         ecc_setopt_long(curl, CURLOPT_SSL_VERIFYPEER, 1)
         ecc_setopt_long(curl, CURLOPT_SSL_VERIFYHOST, 2)

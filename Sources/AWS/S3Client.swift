@@ -327,13 +327,38 @@ public struct S3Client: Sendable {
         try send("CreateBucket", request("PUT", body: body), payloadSHA256: hash)
     }
 
+    /// Sets default encryption to SSE-KMS (with bucket keys), or to SSE-S3 when `kmsKeyId` is nil and `kms` is false.
+    public func putBucketEncryption(kms: Bool = true, kmsKeyId: String? = nil) throws {
+        var apply = XMLWriter.element("SSEAlgorithm", kms ? "aws:kms" : "AES256")
+        if let k = kmsKeyId { apply += XMLWriter.element("KMSMasterKeyID", k) }
+        try putConfiguration("PutBucketEncryption", "encryption",
+                             "<ServerSideEncryptionConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule>"
+                             + "<ApplyServerSideEncryptionByDefault>\(apply)</ApplyServerSideEncryptionByDefault>"
+                             + XMLWriter.element("BucketKeyEnabled", kms ? "true" : "false") + "</Rule></ServerSideEncryptionConfiguration>")
+    }
+
+    public func putPublicAccessBlock(_ block: PublicAccessBlock) throws {
+        try putConfiguration("PutPublicAccessBlock", "publicAccessBlock",
+                             "<PublicAccessBlockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                             + XMLWriter.element("BlockPublicAcls", String(block.blockPublicAcls))
+                             + XMLWriter.element("IgnorePublicAcls", String(block.ignorePublicAcls))
+                             + XMLWriter.element("BlockPublicPolicy", String(block.blockPublicPolicy))
+                             + XMLWriter.element("RestrictPublicBuckets", String(block.restrictPublicBuckets))
+                             + "</PublicAccessBlockConfiguration>")
+    }
+
     public func putBucketVersioning(enabled: Bool) throws {
-        let xmlBody = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-            + XMLWriter.element("Status", enabled ? "Enabled" : "Suspended") + "</VersioningConfiguration>"
-        let p = Payload.bytes(Array(xmlBody.utf8))
-        // PutBucketVersioning requires an integrity header: x-amz-checksum-sha256 serves.
-        try send("PutBucketVersioning", request("PUT", query: [("versioning", "")],
-                                                headers: [("x-amz-checksum-sha256", p.sha256.base64)], body: p.body),
+        try putConfiguration("PutBucketVersioning", "versioning",
+                             "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                             + XMLWriter.element("Status", enabled ? "Enabled" : "Suspended") + "</VersioningConfiguration>")
+    }
+
+    /// Bucket sub-resource PUTs require an integrity header: x-amz-checksum-sha256 serves.
+    func putConfiguration(_ op: String, _ subresource: String, _ document: String) throws {
+        let p = Payload.bytes(Array(document.utf8))
+        try send(op, request("PUT", query: [(subresource, "")],
+                             headers: [("x-amz-checksum-sha256", p.sha256.base64), ("Content-Type", "application/xml")],
+                             body: p.body),
                  payloadSHA256: p.sha256.hex)
     }
 }

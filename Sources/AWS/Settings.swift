@@ -171,10 +171,13 @@ public enum EnvFile {
             }
             var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
             if let q = value.first, q == "\"" || q == "'" {
-                guard value.count >= 2, value.last == q else {
+                let rest = value.dropFirst()
+                guard let close = rest.firstIndex(of: q),
+                      case let after = rest[rest.index(after: close)...].trimmingCharacters(in: .whitespaces),
+                      after.isEmpty || after.hasPrefix("#") else {
                     throw SettingsError(variable: "\(path):\(index + 1)", message: "has an unterminated quote")
                 }
-                value = String(value.dropFirst().dropLast())
+                value = String(rest[..<close])
             } else if let hash = value.range(of: " #") {
                 value = value[..<hash.lowerBound].trimmingCharacters(in: .whitespaces)
             }

@@ -244,6 +244,7 @@ def main():
             time.sleep(0.1)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
     server.daemon_threads = True
+    server.handle_error = lambda *_: None  # clients that hang up mid-request (tests do) are not news
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"READY {server.server_address[1]} {moto_port} {moto.pid}", flush=True)
     sys.stdin.read()  # returns when the test process closes our stdin or dies

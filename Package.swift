@@ -27,12 +27,21 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // The SQLite change journal: tracked files, pending changes, in-flight uploads, failures, metrics.
+        .target(name: "Journal", dependencies: ["CSQLite"]),
+
+        // watch → journal → pipeline → store, and restore. `ObjectStore` is the seam (S3 or local).
+        .target(name: "Backup", dependencies: ["AWS", "Journal"]),
+
         .executableTarget(name: "ecocode-backup", dependencies: [
-            "AWS",
+            "AWS", "Backup", "Journal",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "AWSTests", dependencies: ["AWS"]),
+        // moto behind a verifying proxy, fixtures, and running the real binary: shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["AWS"], path: "Tests/TestSupport"),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "TestSupport"]),
+        .testTarget(name: "BackupTests", dependencies: ["AWS", "Backup", "Journal", "TestSupport"]),
     ]
 )

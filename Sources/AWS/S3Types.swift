@@ -118,6 +118,16 @@ public struct ObjectVersion: Sendable, Equatable {
     public var isDeleteMarker: Bool
     public var size: Int64
     public var etag: String
+
+    public init(key: String, versionId: String, isLatest: Bool, lastModified: Date, isDeleteMarker: Bool, size: Int64, etag: String) {
+        self.key = key
+        self.versionId = versionId
+        self.isLatest = isLatest
+        self.lastModified = lastModified
+        self.isDeleteMarker = isDeleteMarker
+        self.size = size
+        self.etag = etag
+    }
 }
 
 public struct VersionPage: Sendable {

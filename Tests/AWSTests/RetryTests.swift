@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import AWS
+import TestSupport
 
 /// Records the delays the retrier asks for instead of sleeping.
 final class SleepRecorder: Sendable {

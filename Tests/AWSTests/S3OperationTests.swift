@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AWS
+import TestSupport
 
 /// Every S3 operation against moto, through the proxy that re-checks each request's encoding,
 /// payload hash, checksum and signature with botocore (a bad request fails with 403 there).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AWS
+import TestSupport
 
 struct SettingsTests {
     func tempFile(_ text: String) -> String {

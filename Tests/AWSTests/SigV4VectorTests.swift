@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AWS
+import TestSupport
 
 /// AWS's published Signature Version 4 suite (fixtures/sigv4, from awslabs/aws-c-auth), case by case.
 struct SigV4VectorTests {

@@ -11,7 +11,8 @@ A failed check answers 403 SignatureDoesNotMatch / 400 BadDigest without reachin
 
 Faults can be injected (for retry tests) with POST /__proxy/faults, a JSON list of
   {"method": "PUT", "path_contains": "part", "status": 503, "code": "SlowDown", "times": 2,
-   "retry_after": "1", "reset": false}
+   "retry_after": "1", "reset": false, "delay": 0}
+(a fault with only "delay" slows the request down and then forwards it)
 GET /__proxy/log lists the requests seen; POST /__proxy/clear forgets log and faults.
 
 Prints "READY <proxy_port> <moto_port> <moto_pid>" once both listen. Stops (and stops moto by PID)
@@ -174,10 +175,15 @@ class Proxy(BaseHTTPRequestHandler):
         fault = self._fault_for()
         if fault:
             entry["fault"] = fault
+            if fault.get("delay"):
+                time.sleep(fault["delay"])
             if fault.get("reset"):
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            if not fault.get("status"):
+                fault = None
+        if fault:
             xml = (f"<Error><Code>{fault.get('code', 'InternalError')}</Code><Message>injected</Message>"
                    "<RequestId>fault</RequestId></Error>").encode()
             extra = [("Retry-After", str(fault["retry_after"]))] if "retry_after" in fault else []

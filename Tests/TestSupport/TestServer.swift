@@ -1,28 +1,28 @@
 import Foundation
 import Synchronization
-@testable import AWS
+import AWS
 
 /// PID of the harness and the write end of its stdin; closing it (or SIGTERM) stops harness and moto.
 private let harness = Mutex<(pid: Int32, stdin: Int32)>((0, -1))
 
 /// moto behind the verifying proxy (Tests/tools/s3_verify_proxy.py), started once per test process on
 /// free loopback ports and stopped by PID at exit. If it cannot start, every S3 test fails with the reason.
-final class TestServer: Sendable {
-    static let accessKey = "AKIDECOCODETEST"
-    static let secretKey = "ecocode/test+secret=key"
+public final class TestServer: Sendable {
+    public static let accessKey = "AKIDECOCODETEST"
+    public static let secretKey = "ecocode/test+secret=key"
 
-    let proxyPort: Int
-    let motoPort: Int
+    public let proxyPort: Int
+    public let motoPort: Int
     private let process: Process
     private let stdinPipe: Pipe
 
-    static let shared: Result<TestServer, HarnessError> = Result { try TestServer() }.mapError { $0 as! HarnessError }
+    public static let shared: Result<TestServer, HarnessError> = Result { try TestServer() }.mapError { $0 as! HarnessError }
 
-    struct HarnessError: Error, CustomStringConvertible {
-        var description: String
+    public struct HarnessError: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    static func get() throws -> TestServer { try shared.get() }
+    public static func get() throws -> TestServer { try shared.get() }
 
     private init() throws {
         let script = Fixtures.root.deletingLastPathComponent().appendingPathComponent("Tests/tools/s3_verify_proxy.py")
@@ -64,22 +64,22 @@ final class TestServer: Sendable {
         }
     }
 
-    var endpoint: String { "http://127.0.0.1:\(proxyPort)" }
+    public var endpoint: String { "http://127.0.0.1:\(proxyPort)" }
 
     /// The environment a client under test sees: our endpoint and test credentials, nothing from the host.
-    func environment(region: String = "us-east-1", extra: [String: String] = [:]) -> [String: String] {
+    public func environment(region: String = "us-east-1", extra: [String: String] = [:]) -> [String: String] {
         var env = ["HOME": "/nonexistent", "AWS_ACCESS_KEY_ID": Self.accessKey, "AWS_SECRET_ACCESS_KEY": Self.secretKey,
                    "AWS_ENDPOINT_URL": endpoint, "ECOCODE_AWS_REGION_NAME": region, "USER": "tester"]
         for (k, v) in extra { env[k] = v }
         return env
     }
 
-    func context(region: String = "us-east-1") throws -> AWSContext {
+    public func context(region: String = "us-east-1") throws -> AWSContext {
         try AWSContext.resolve(settings: Settings.load(environment: environment(region: region), configFile: "/nonexistent"))
     }
 
     /// A new, empty, versioned bucket for one test.
-    func makeBucket(versioned: Bool = true, retrier: Retrier = Retrier(policy: fastPolicy),
+    public func makeBucket(versioned: Bool = true, retrier: Retrier = Retrier(policy: fastPolicy),
                     region: String = "us-east-1") throws -> S3Client {
         let name = "t-" + UUID().uuidString.lowercased().prefix(18)
         let s3 = S3Client(bucket: String(name), context: try context(region: region), transport: HTTPTransport(), retrier: retrier)
@@ -88,37 +88,37 @@ final class TestServer: Sendable {
         return s3
     }
 
-    static var fastPolicy: Retrier.Policy {
+    public static var fastPolicy: Retrier.Policy {
         var p = Retrier.Policy()
         p.baseDelay = 0.01
         return p
     }
 
     /// Talks to the proxy's control endpoints (unsigned; not forwarded to moto).
-    func control(_ path: String, json: String = "") throws -> [UInt8] {
+    public func control(_ path: String, json: String = "") throws -> [UInt8] {
         let r = try HTTPTransport().perform(HTTPRequest(method: json.isEmpty ? "GET" : "POST", scheme: "http",
                                                         host: "127.0.0.1:\(proxyPort)", path: "/__proxy/\(path)",
                                                         body: .bytes(Array(json.utf8))))
         return r.body
     }
 
-    func injectFaults(_ json: String) throws { _ = try control("faults", json: json) }
+    public func injectFaults(_ json: String) throws { _ = try control("faults", json: json) }
 
-    struct LoggedRequest: Decodable {
-        var method: String
-        var path: String
-        var verified: Bool
-        var problem: String?
-        var headers: [String: String]
+    public struct LoggedRequest: Decodable {
+        public var method: String
+        public var path: String
+        public var verified: Bool
+        public var problem: String?
+        public var headers: [String: String]
     }
 
     /// Requests the proxy saw whose path contains `bucket`.
-    func log(bucket: String) throws -> [LoggedRequest] {
+    public func log(bucket: String) throws -> [LoggedRequest] {
         try JSONDecoder().decode([LoggedRequest].self, from: Data(try control("log"))).filter { $0.path.contains(bucket) }
     }
 
     /// Runs a Python snippet with boto3 pointed straight at moto: an independent reader of what we stored.
-    func boto(_ code: String) throws -> String {
+    public func boto(_ code: String) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let prelude = """

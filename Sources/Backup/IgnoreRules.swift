@@ -16,7 +16,7 @@ public struct IgnoreRules: Sendable {
     /// A `.ecocodeignore` line such as `!node_modules/` re-includes one.
     public static let defaultPatterns = [
         "node_modules/", ".build/", "target/", "__pycache__/", ".venv/",
-        "*.swp", "*.swo", "*.swx", "*~", ".#*", "#*#", "4913", ".DS_Store",
+        "*.swp", "*.swo", "*.swx", "*~", ".#*", "\\#*#", "4913", ".DS_Store",
     ]
     public static let fileName = ".ecocodeignore"
 

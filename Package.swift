@@ -39,6 +39,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Benchmarks print figures; they are run by Benchmarks/run.py, never by the tests.
+        .executableTarget(name: "hash-throughput", dependencies: ["Backup"], path: "Benchmarks/hash-throughput"),
+
         // moto behind a verifying proxy, fixtures, and running the real binary: shared by the test targets.
         .target(name: "TestSupport", dependencies: ["AWS"], path: "Tests/TestSupport"),
         .testTarget(name: "AWSTests", dependencies: ["AWS", "TestSupport"]),

@@ -52,8 +52,8 @@ public enum PartSizing {
     }
 }
 
-/// Reads a file once, computing the whole-file SHA-256 and, for multipart sizes, every part's SHA-256.
-/// The file is re-checked after the read: if it changed meanwhile, the read does not count.
+/// Reads a file once to compute its SHA-256. The file is re-checked after the read: if it changed
+/// meanwhile, the read does not count. Part hashes are computed later, by the upload workers, in parallel.
 public enum FileReader {
     public static func read(absolutePath: String, expected: FileSnapshot) throws -> SourceFile {
         if expected.isSymlink {
@@ -63,7 +63,7 @@ public enum FileReader {
             let target = Array(buf[0..<n])
             guard try FileSnapshot.lstat(absolutePath) == expected else { throw StoreError.changedWhileReading(path: absolutePath) }
             return SourceFile(absolutePath: absolutePath, snapshot: expected, sha256: SHA256.hash(target), partSize: 0,
-                              partHashes: [], symlinkTarget: target)
+                              symlinkTarget: target)
         }
         let fd = open(absolutePath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw FileError(path: absolutePath, errno: errno) }
@@ -73,46 +73,29 @@ public enum FileReader {
         fstat(fd, &before)
         guard FileSnapshot(before) == expected else { throw StoreError.changedWhileReading(path: absolutePath) }
 
-        let multipart = expected.size > PartSizing.singlePutLimit
-        let partSize = multipart ? PartSizing.partSize(for: expected.size) : 0
-        var whole = SHA256()
-        var part = SHA256()
-        var partHashes: [[UInt8]] = []
-        var inPart: Int64 = 0
+        var hasher = SHA256()
         let blockSize = 1 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 64)
         defer { buffer.deallocate() }
         var total: Int64 = 0
         while true {
-            var want = blockSize
-            if multipart { want = Int(min(Int64(blockSize), partSize - inPart)) }
-            let n = Glibc.read(fd, buffer.baseAddress, want)
+            let n = Glibc.read(fd, buffer.baseAddress, blockSize)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileError(path: absolutePath, errno: errno)
             }
             if n == 0 { break }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-            whole.update(chunk)
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             total += Int64(n)
-            if multipart {
-                part.update(chunk)
-                inPart += Int64(n)
-                if inPart == partSize {
-                    partHashes.append(part.finalize())
-                    part = SHA256()
-                    inPart = 0
-                }
-            }
         }
-        if multipart && inPart > 0 { partHashes.append(part.finalize()) }
         var after = stat()
         fstat(fd, &after)
         guard total == expected.size, FileSnapshot(after) == expected,
               try FileSnapshot.lstat(absolutePath) == expected else {
             throw StoreError.changedWhileReading(path: absolutePath)
         }
-        return SourceFile(absolutePath: absolutePath, snapshot: expected, sha256: whole.finalize(), partSize: partSize,
-                          partHashes: partHashes, symlinkTarget: nil)
+        let partSize = expected.size > PartSizing.singlePutLimit ? PartSizing.partSize(for: expected.size) : 0
+        return SourceFile(absolutePath: absolutePath, snapshot: expected, sha256: hasher.finalize(), partSize: partSize,
+                          symlinkTarget: nil)
     }
 }

@@ -31,7 +31,7 @@ public final class LocalStore: ObjectStore, @unchecked Sendable {
 
     func objectPath(_ sha: String) -> String { "\(root)/objects/\(sha.prefix(2))/\(sha)" }
 
-    public func put(key: String, source: SourceFile, metadata: [String: String], checkpoint: UploadCheckpoint?) throws -> String? {
+    public func put(key: String, source: SourceFile, metadata: [String: String], checkpoint: UploadCheckpoint?) throws -> StoredObject {
         let sha = source.sha256.hex
         let dest = objectPath(sha)
         if !FileManager.default.fileExists(atPath: dest) {
@@ -43,8 +43,8 @@ public final class LocalStore: ObjectStore, @unchecked Sendable {
             guard copied == source.sha256 else { throw StoreError.changedWhileReading(path: source.absolutePath) }
             guard rename(tmp, dest) == 0 else { throw FileError(path: dest, errno: errno) }
         }
-        return try addVersion(key: key, sha: sha, size: source.symlinkTarget.map { Int64($0.count) } ?? source.snapshot.size,
-                              metadata: metadata, deleteMarker: false)
+        return StoredObject(versionId: try addVersion(key: key, sha: sha, size: source.symlinkTarget.map { Int64($0.count) } ?? source.snapshot.size,
+                                                      metadata: metadata, deleteMarker: false))
     }
 
     func copyHashing(source: SourceFile, to tmp: String) throws -> [UInt8] {

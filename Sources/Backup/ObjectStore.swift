@@ -6,9 +6,8 @@ public struct SourceFile: Sendable {
     public var absolutePath: String
     public var snapshot: FileSnapshot
     public var sha256: [UInt8]
-    /// For files stored in parts: the part size and each part's SHA-256, from the same read.
+    /// For files stored in parts (larger than 8 MiB): the part size; 0 for one-request uploads.
     public var partSize: Int64
-    public var partHashes: [[UInt8]]
     /// A symlink's target bytes, which are the object's content.
     public var symlinkTarget: [UInt8]?
 }
@@ -27,8 +26,8 @@ public protocol ObjectStore: Sendable {
     var destination: String { get }
     /// Checks the destination can take backups (reachable, versioned); throws `StoreError` otherwise.
     func checkReady() throws
-    /// Writes `source` as the newest version of `key`; returns its version id.
-    func put(key: String, source: SourceFile, metadata: [String: String], checkpoint: UploadCheckpoint?) throws -> String?
+    /// Writes `source` as the newest version of `key`.
+    func put(key: String, source: SourceFile, metadata: [String: String], checkpoint: UploadCheckpoint?) throws -> StoredObject
     /// Server-side copy of one version to a new key (renames: no re-upload).
     func copy(from key: String, versionId: String?, to newKey: String, metadata: [String: String]) throws -> String?
     /// Hides `key` behind a delete marker; older versions stay restorable.
@@ -39,6 +38,17 @@ public protocol ObjectStore: Sendable {
     func versions(prefix: String) throws -> [ObjectVersion]
     /// Aborts unfinished multipart uploads under `prefix` that are not in `known`; returns how many.
     func abortUnknownUploads(prefix: String, known: Set<String>) throws -> Int
+}
+
+public struct StoredObject: Sendable {
+    public var versionId: String?
+    /// For multipart uploads: each part's SHA-256, 32 bytes each, concatenated.
+    public var partHashes: [UInt8] = []
+
+    public init(versionId: String?, partHashes: [UInt8] = []) {
+        self.versionId = versionId
+        self.partHashes = partHashes
+    }
 }
 
 public enum StoreError: Error, CustomStringConvertible {

@@ -90,10 +90,9 @@ public struct Pipeline: Sendable {
         }
         let sha = source.sha256.hex
         let now = Date().timeIntervalSince1970
-        func record(_ versionId: String?) -> FileRecord {
+        func record(_ versionId: String?, partHashes: [UInt8] = previous?.partHashes ?? []) -> FileRecord {
             FileRecord(path: path, size: snapshot.size, mtimeNs: snapshot.mtimeNs, ctimeNs: snapshot.ctimeNs, inode: snapshot.inode,
-                       mode: snapshot.mode, sha256: sha, versionId: versionId, partSize: source.partSize,
-                       partHashes: source.partHashes.flatMap { $0 })
+                       mode: snapshot.mode, sha256: sha, versionId: versionId, partSize: source.partSize, partHashes: partHashes)
         }
         let metadata = BackupMetadata.make(sha256: source.sha256, snapshot: snapshot)
         // Same content, new times (touch, or a save of identical bytes): only the journal changes…
@@ -114,11 +113,11 @@ public struct Pipeline: Sendable {
            let origin = tracked.bySHA[sha]?.first(where: { $0.path != path && $0.versionId != nil
                                                         && (try? FileSnapshot.lstat(workspace.absolute($0.path))) == .some(nil) }) {
             let version = try store.copy(from: workspace.key(origin.path), versionId: origin.versionId, to: workspace.key(path), metadata: metadata)
-            return try commit(record(version), snapshot: snapshot, outcome: .copied(from: origin.path))
+            return try commit(record(version, partHashes: origin.partHashes), snapshot: snapshot, outcome: .copied(from: origin.path))
         }
         let checkpoint = JournalCheckpoint(journal: journal, workspace: workspace.id, path: path)
-        let version = try store.put(key: workspace.key(path), source: source, metadata: metadata, checkpoint: checkpoint)
-        return try commit(record(version), snapshot: snapshot, outcome: .uploaded(bytes: source.symlinkTarget.map { Int64($0.count) } ?? snapshot.size))
+        let stored = try store.put(key: workspace.key(path), source: source, metadata: metadata, checkpoint: checkpoint)
+        return try commit(record(stored.versionId, partHashes: stored.partHashes), snapshot: snapshot, outcome: .uploaded(bytes: source.symlinkTarget.map { Int64($0.count) } ?? snapshot.size))
     }
 
     /// Records a stored version, unless the file changed while it went up: then that version is withdrawn.

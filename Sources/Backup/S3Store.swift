@@ -32,20 +32,30 @@ public struct S3Store: ObjectStore {
         guard status == "Enabled" else { throw StoreError.notVersioned(bucket: s3.bucket, status: status) }
     }
 
-    public func put(key: String, source: SourceFile, metadata: [String: String], checkpoint: UploadCheckpoint?) throws -> String? {
+    public func put(key: String, source: SourceFile, metadata: [String: String], checkpoint: UploadCheckpoint?) throws -> StoredObject {
         let options = PutOptions(encryption: encryption, metadata: metadata)
         if let target = source.symlinkTarget {
-            return try s3.putObject(key: key, payload: Payload(body: .bytes(target), sha256: source.sha256), options: options).versionId
+            return StoredObject(versionId: try s3.putObject(key: key, payload: Payload(body: .bytes(target), sha256: source.sha256), options: options).versionId)
         }
         guard source.partSize > 0 else {
             let payload = Payload(body: .file(path: source.absolutePath, offset: 0, length: source.snapshot.size), sha256: source.sha256)
-            return try s3.putObject(key: key, payload: payload, options: options).versionId
+            return StoredObject(versionId: try s3.putObject(key: key, payload: payload, options: options).versionId)
         }
         return try putMultipart(key: key, source: source, options: options, checkpoint: checkpoint)
     }
 
-    func putMultipart(key: String, source: SourceFile, options: PutOptions, checkpoint: UploadCheckpoint?) throws -> String? {
+    func putMultipart(key: String, source: SourceFile, options: PutOptions, checkpoint: UploadCheckpoint?) throws -> StoredObject {
+        let partCount = Int((source.snapshot.size + source.partSize - 1) / source.partSize)
+        @Sendable func range(_ n: Int) -> (offset: Int64, length: Int64) {
+            let offset = Int64(n - 1) * source.partSize
+            return (offset, min(source.partSize, source.snapshot.size - offset))
+        }
+        @Sendable func partHash(_ n: Int) throws -> [UInt8] {
+            let r = range(n)
+            return try FileHashing.sha256(path: source.absolutePath, offset: r.offset, length: r.length)
+        }
         var done: [Int: UploadedPart] = [:]
+        var hashes: [Int: [UInt8]] = [:]
         var uploadId: String?
         // Resume an interrupted upload of this very state of the file; anything else is aborted.
         if let previous = checkpoint?.existing() {
@@ -55,12 +65,12 @@ public struct S3Store: ObjectStore {
                 uploadId = previous.uploadId
                 // S3 verified each part against the checksum we sent, computed from this same file state.
                 // Servers that don't echo checksums in ListParts are trusted on the part's size.
-                for var p in parts where p.partNumber >= 1 && p.partNumber <= source.partHashes.count {
-                    let expected = source.partHashes[p.partNumber - 1].base64
-                    let length = min(source.partSize, source.snapshot.size - Int64(p.partNumber - 1) * source.partSize)
-                    guard p.checksumSHA256 == expected || (p.checksumSHA256 == nil && p.size == length) else { continue }
-                    p.checksumSHA256 = expected
+                for var p in parts where p.partNumber >= 1 && p.partNumber <= partCount {
+                    let hash = try partHash(p.partNumber)
+                    guard p.checksumSHA256 == hash.base64 || (p.checksumSHA256 == nil && p.size == range(p.partNumber).length) else { continue }
+                    p.checksumSHA256 = hash.base64
                     done[p.partNumber] = p
+                    hashes[p.partNumber] = hash
                 }
             } else {
                 try? s3.abortMultipartUpload(key: previous.key, uploadId: previous.uploadId)
@@ -73,32 +83,33 @@ public struct S3Store: ObjectStore {
             checkpoint?.started(InFlightUpload(path: RelativePath(""), key: key, uploadId: id, partSize: source.partSize,
                                                size: source.snapshot.size, mtimeNs: source.snapshot.mtimeNs, sha256: source.sha256.hex))
         }
-        let todo = (1...source.partHashes.count).filter { done[$0] == nil }
-        let results = Mutex<(parts: [Int: UploadedPart], error: Error?)>((done, nil))
+        let todo = (1...partCount).filter { done[$0] == nil }
+        let results = Mutex<(parts: [Int: UploadedPart], hashes: [Int: [UInt8]], error: Error?)>((done, hashes, nil))
         let next = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: min(partsInFlight, max(1, todo.count))) { _ in
             while true {
                 let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard i < todo.count, results.withLock({ $0.error == nil }) else { return }
                 let n = todo[i]
-                let offset = Int64(n - 1) * source.partSize
-                let length = min(source.partSize, source.snapshot.size - offset)
+                let r = range(n)
                 do {
+                    // Hashing here, per part, spreads it over the workers and overlaps it with the network.
+                    let hash = try partHash(n)
                     let part = try s3.uploadPart(key: key, uploadId: id, partNumber: n,
-                                                 payload: Payload(body: .file(path: source.absolutePath, offset: offset, length: length),
-                                                                  sha256: source.partHashes[n - 1]))
-                    results.withLock { $0.parts[n] = part }
+                                                 payload: Payload(body: .file(path: source.absolutePath, offset: r.offset, length: r.length),
+                                                                  sha256: hash))
+                    results.withLock { $0.parts[n] = part; $0.hashes[n] = hash }
                 } catch {
                     results.withLock { if $0.error == nil { $0.error = error } }
                 }
             }
         }
-        let (parts, error) = results.withLock { ($0.parts, $0.error) }
+        let (parts, partHashes, error) = results.withLock { ($0.parts, $0.hashes, $0.error) }
         // The upload stays open (and in the journal) so the next attempt resumes it.
         if let error { throw error }
         let result = try s3.completeMultipartUpload(key: key, uploadId: id, parts: parts.values.sorted { $0.partNumber < $1.partNumber })
         checkpoint?.finished(uploadId: id)
-        return result.versionId
+        return StoredObject(versionId: result.versionId, partHashes: (1...partCount).flatMap { partHashes[$0] ?? [] })
     }
 
     public func copy(from key: String, versionId: String?, to newKey: String, metadata: [String: String]) throws -> String? {

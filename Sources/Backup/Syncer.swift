@@ -85,8 +85,15 @@ public struct Syncer: Sendable {
         report.scanProblems = try reconcile()
         do {
             try pipeline.store.checkReady()
-            let known = Set(try journal.uploads(workspace: workspace.id).map(\.uploadId))
-            report.abortedUploads = try pipeline.store.abortUnknownUploads(prefix: workspace.keyPrefix, known: known)
+            // Listing unfinished uploads costs a LIST: do it only after a run that did not end cleanly,
+            // the one way an upload can exist that the journal doesn't know.
+            let cleanKey = "clean_exit.\(workspace.id)"
+            if try journal.state(cleanKey) != "1" {
+                let known = Set(try journal.uploads(workspace: workspace.id).map(\.uploadId))
+                report.abortedUploads = try pipeline.store.abortUnknownUploads(prefix: workspace.keyPrefix, known: known)
+            }
+            try journal.setState(cleanKey, "0")
+            defer { try? journal.setState(cleanKey, "1") }
         } catch let e as StoreError {
             report.destinationError = e
         } catch {

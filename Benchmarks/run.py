@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Benchmarks for `ecocode-backup sync` against moto on loopback, side by side with the AWS CLI.
+
+  python3 Benchmarks/run.py            # builds release binaries first
+
+Prints, for each case, wall seconds, CPU seconds (user+sys) and peak RSS of the client, plus moto's CPU share:
+  - initial sync of 1000 x 4 KiB files: ecocode-backup sync vs aws s3 sync
+  - one 256 MiB file: ecocode-backup sync vs aws s3 cp
+  - a no-change sync of a 10,000-file workspace: time and S3 requests by method (via the verifying proxy)
+  - SHA-256 throughput of the pipeline's reader vs `openssl speed -evp sha256`
+Needs moto[server] and awscli (pip). Starts and stops its own servers; bounded in time and size.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cpu_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(cmd, env, moto_pid):
+    """Runs cmd; returns (wall, its cpu, its peak rss MiB, moto cpu)."""
+    moto_before = cpu_of(moto_pid)
+    start = time.time()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.time() - start
+    if status != 0:
+        sys.exit(f"{cmd[0]} failed ({status}): {err[-2000:].decode(errors='replace')}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, cpu_of(moto_pid) - moto_before
+
+
+def row(name, t):
+    print(f"  {name:<28} wall {t[0]:6.2f} s   cpu {t[1]:6.2f} s   peak RSS {t[2]:5.0f} MiB   moto cpu {t[3]:6.2f} s")
+
+
+def main():
+    subprocess.run(["swift", "build", "-c", "release", "--product", "ecocode-backup"], cwd=ROOT, check=True)
+    subprocess.run(["swift", "build", "-c", "release", "--product", "hash-throughput"], cwd=ROOT, check=True)
+    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    binary = os.path.join(bindir, "ecocode-backup")
+    work = tempfile.mkdtemp(prefix="ecocode-bench-")
+    port = free_port()
+    moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        endpoint = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+                   ECOCODE_AWS_REGION_NAME="us-east-1", AWS_ENDPOINT_URL=endpoint, HOME=work,
+                   XDG_STATE_HOME=f"{work}/state", XDG_DATA_HOME=f"{work}/data", XDG_CONFIG_HOME=f"{work}/config")
+        aws = ["aws", "--endpoint-url", endpoint]
+
+        def bucket(name):
+            subprocess.run(aws + ["s3api", "create-bucket", "--bucket", name], env=env, check=True, capture_output=True)
+            subprocess.run(aws + ["s3api", "put-bucket-versioning", "--bucket", name, "--versioning-configuration",
+                                  "Status=Enabled"], env=env, check=True, capture_output=True)
+
+        print(f"moto {endpoint} (pid {moto.pid}); {os.cpu_count()} cores")
+        small = f"{work}/small"
+        for i in range(1000):
+            d = f"{small}/dir{i // 100}"
+            os.makedirs(d, exist_ok=True)
+            with open(f"{d}/file{i}.txt", "wb") as f:
+                f.write(os.urandom(4096))
+        bucket("bench-ours-small"); bucket("bench-cli-small")
+        print("1000 x 4 KiB, initial sync:")
+        ours = timed([binary, "sync", "--workspace", small, "--bucket", "bench-ours-small"], env, moto.pid)
+        cli = timed(aws + ["s3", "sync", small, "s3://bench-cli-small/small", "--only-show-errors"], env, moto.pid)
+        row("ecocode-backup sync", ours)
+        row("aws s3 sync", cli)
+
+        big = f"{work}/big"
+        os.makedirs(big)
+        with open(f"{big}/blob.bin", "wb") as f:
+            for _ in range(256):
+                f.write(os.urandom(1 << 20))
+        bucket("bench-ours-big"); bucket("bench-cli-big")
+        print("one 256 MiB file:")
+        ours = timed([binary, "sync", "--workspace", big, "--bucket", "bench-ours-big"], env, moto.pid)
+        cli = timed(aws + ["s3", "cp", f"{big}/blob.bin", "s3://bench-cli-big/blob.bin", "--only-show-errors"], env, moto.pid)
+        row("ecocode-backup sync", ours)
+        row("aws s3 cp", cli)
+
+        hashed = subprocess.run([os.path.join(bindir, "hash-throughput"), f"{big}/blob.bin"], capture_output=True, text=True).stdout.strip()
+        speed = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "1048576", "-seconds", "3"],
+                               capture_output=True, text=True).stdout
+        m = re.search(r"sha256\s+([\d.]+)k", speed)
+        print("hashing:")
+        print(f"  {hashed}")
+        if m:
+            print(f"  openssl speed -evp sha256 (1 MiB blocks): {float(m.group(1)) * 1000 / 1073741824:.2f} GiB/s")
+
+        # No-change sync of 10,000 files, through the verifying proxy so every request is counted.
+        many = f"{work}/many"
+        for i in range(10000):
+            d = f"{many}/d{i // 100}"
+            os.makedirs(d, exist_ok=True)
+            with open(f"{d}/f{i}", "wb") as f:
+                f.write(b"x%d" % i)
+        bucket("bench-many")
+        subprocess.run([binary, "sync", "--workspace", many, "--bucket", "bench-many"], env=env, check=True, capture_output=True)
+        proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "Tests/tools/s3_verify_proxy.py"), "--credentials=bench:bench"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = proxy.stdout.readline().split()
+        penv = dict(env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{ready[1]}")
+        # The proxy runs its own moto, so give it the same bucket state: a fresh sync there first.
+        subprocess.run(aws[:1] + ["--endpoint-url", f"http://127.0.0.1:{ready[2]}", "s3api", "create-bucket", "--bucket", "bench-many"], env=env, check=True, capture_output=True)
+        subprocess.run(aws[:1] + ["--endpoint-url", f"http://127.0.0.1:{ready[2]}", "s3api", "put-bucket-versioning", "--bucket", "bench-many", "--versioning-configuration", "Status=Enabled"], env=env, check=True, capture_output=True)
+        shutil.rmtree(f"{work}/state")
+        subprocess.run([binary, "sync", "--workspace", many, "--bucket", "bench-many"], env=penv, check=True, capture_output=True)
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{ready[1]}/__proxy/clear", data=b"{}")).read()
+        t = timed([binary, "sync", "--workspace", many, "--bucket", "bench-many"], penv, moto.pid)
+        log = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ready[1]}/__proxy/log").read())
+        methods = {}
+        for e in log:
+            methods[e["method"]] = methods.get(e["method"], 0) + 1
+        lists = sum(1 for e in log if "versions" in e["path"] or "list-type" in e["path"] or "uploads" in e["path"])
+        print("no-change sync of 10,000 files:")
+        print(f"  wall {t[0]:.2f} s, cpu {t[1]:.2f} s, peak RSS {t[2]:.0f} MiB, requests {methods or 'none'} (of them listings: {lists})")
+        proxy.stdin.close()
+        proxy.wait(timeout=30)
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -134,6 +134,10 @@ public final class LocalStore: ObjectStore, @unchecked Sendable {
         return rows
     }
 
+    public func metadata(key: String, versionId: String) throws -> [String: String] {
+        try contentPath(key: key, versionId: versionId)?.metadata ?? [:]
+    }
+
     /// The stored bytes of one version (for restore and tests).
     public func contentPath(key: String, versionId: String) throws -> (path: String, metadata: [String: String])? {
         lock.lock()

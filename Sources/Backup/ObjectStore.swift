@@ -34,6 +34,8 @@ public protocol ObjectStore: Sendable {
     func delete(key: String) throws
     /// Removes one version we just wrote (the file changed while it was uploaded).
     func discardVersion(key: String, versionId: String) throws
+    /// The user metadata of one version (`sha256`, `mtime`, `mode`).
+    func metadata(key: String, versionId: String) throws -> [String: String]
     /// Every version and delete marker under `prefix`, newest first within a key.
     func versions(prefix: String) throws -> [ObjectVersion]
     /// Aborts unfinished multipart uploads under `prefix` that are not in `known`; returns how many.

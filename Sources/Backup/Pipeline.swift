@@ -55,9 +55,14 @@ public struct Pipeline: Sendable {
     public struct Tracked: Sendable {
         public var files: [RelativePath: FileRecord]
         var bySHA: [String: [FileRecord]] = [:]
+        /// With a new or rebuilt journal: the latest stored version of each key (version id, size), so files
+        /// already in the backup are adopted instead of uploaded again.
+        /// Keyed by the key's UTF-8 bytes: `String` keys would merge NFC and NFD names.
+        public var adoptable: [[UInt8]: (versionId: String, size: Int64)] = [:]
 
-        public init(files: [RelativePath: FileRecord]) {
+        public init(files: [RelativePath: FileRecord], adoptable: [[UInt8]: (versionId: String, size: Int64)] = [:]) {
             self.files = files
+            self.adoptable = adoptable
             for f in files.values { bySHA[f.sha256, default: []].append(f) }
         }
     }
@@ -114,6 +119,12 @@ public struct Pipeline: Sendable {
                                                         && (try? FileSnapshot.lstat(workspace.absolute($0.path))) == .some(nil) }) {
             let version = try store.copy(from: workspace.key(origin.path), versionId: origin.versionId, to: workspace.key(path), metadata: metadata)
             return try commit(record(version, partHashes: origin.partHashes), snapshot: snapshot, outcome: .copied(from: origin.path))
+        }
+        if previous == nil, let stored = tracked.adoptable[Array(workspace.key(path).utf8)], stored.size == (source.symlinkTarget.map { Int64($0.count) } ?? snapshot.size),
+           let meta = try? store.metadata(key: workspace.key(path), versionId: stored.versionId),
+           meta["sha256"] == sha, meta["mode"] == metadata["mode"] {
+            try journal.record(workspace: workspace.id, record(stored.versionId), at: now)
+            return .touched
         }
         let checkpoint = JournalCheckpoint(journal: journal, workspace: workspace.id, path: path)
         let stored = try store.put(key: workspace.key(path), source: source, metadata: metadata, checkpoint: checkpoint)

@@ -125,6 +125,10 @@ public struct S3Store: ObjectStore {
         try s3.deleteObject(key: key, versionId: versionId)
     }
 
+    public func metadata(key: String, versionId: String) throws -> [String: String] {
+        try s3.headObject(key: key, versionId: versionId).metadata
+    }
+
     public func versions(prefix: String) throws -> [ObjectVersion] {
         try s3.allVersions(prefix: prefix)
     }

@@ -119,6 +119,14 @@ public struct Syncer: Sendable {
     }
 
     func work(until deadline: Date, report: inout SyncReport, progress: SyncProgress) throws {
+        // A journal that tracks nothing yet (first run on this machine, or rebuilt) may face a backup that
+        // already holds these files: one listing lets them be adopted rather than uploaded again.
+        var adoptable: [[UInt8]: (versionId: String, size: Int64)] = [:]
+        if try journal.trackedFiles(workspace: workspace.id).isEmpty {
+            for v in try pipeline.store.versions(prefix: workspace.keyPrefix) where v.isLatest && !v.isDeleteMarker {
+                adoptable[Array(v.key.utf8)] = (v.versionId, v.size)
+            }
+        }
         while true {
             let now = Date().timeIntervalSince1970
             let queue = try journal.queue(workspace: workspace.id)
@@ -132,7 +140,7 @@ public struct Syncer: Sendable {
             }
             if Date() >= deadline { return }
             progress.add(total: due.count)
-            let tracked = Pipeline.Tracked(files: try journal.trackedFiles(workspace: workspace.id))
+            let tracked = Pipeline.Tracked(files: try journal.trackedFiles(workspace: workspace.id), adoptable: adoptable)
             // Upserts first, so a rename's new path is copied from the old object before the old one is deleted.
             try runParallel(due.filter { $0.kind == .upsert }, tracked: tracked, report: &report, progress: progress)
             try runParallel(due.filter { $0.kind == .delete }, tracked: tracked, report: &report, progress: progress)

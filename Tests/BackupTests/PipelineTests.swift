@@ -120,6 +120,7 @@ final class EditingStore: ObjectStore, @unchecked Sendable {
     func delete(key: String) throws {}
     func discardVersion(key: String, versionId: String) throws { lock.lock(); discarded.append(versionId); lock.unlock() }
     func versions(prefix: String) throws -> [ObjectVersion] { [] }
+    func metadata(key: String, versionId: String) throws -> [String: String] { [:] }
     func abortUnknownUploads(prefix: String, known: Set<String>) throws -> Int { 0 }
 }
 

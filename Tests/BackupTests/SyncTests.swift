@@ -267,8 +267,12 @@ import TestSupport
         let r = try t.sync()
         #expect(r.status == 4)
         #expect(r.stderr.contains("--rebuild-journal"))
+        try t.ws.write("b.txt", "b")
         let rebuilt = try t.sync(["--rebuild-journal"])
         #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+        // What the backup already holds is adopted, not uploaded again.
+        #expect(rebuilt.stdout.contains("1 uploaded") && rebuilt.stdout.contains("1 touched"), "\(rebuilt.stdout)")
+        #expect(try t.versions().mapValues(\.count) == ["a.txt": 1, "b.txt": 1])
         var st = stat()
         stat(path, &st)
         #expect(st.st_mode & 0o777 == 0o600)

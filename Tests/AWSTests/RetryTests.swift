@@ -182,19 +182,12 @@ struct TransportErrorTests {
 
     @Test func stalledServerIsATimeout() throws {
         // A listening socket that never answers: the low-speed limit ends the transfer.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = try loopbackSocket(listening: true)
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0)
-        listen(fd, 4)
-        withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &len) } }
         var options = HTTPTransport.Options()
         options.lowSpeedSeconds = 1
         do {
-            _ = try HTTPTransport(options: options).perform(HTTPRequest(method: "GET", scheme: "http", host: "127.0.0.1:\(UInt16(bigEndian: addr.sin_port))"))
+            _ = try HTTPTransport(options: options).perform(HTTPRequest(method: "GET", scheme: "http", host: "127.0.0.1:\(port)"))
             Issue.record("expected timeout")
         } catch let e as TransportError {
             #expect(e.kind == .timeout)
@@ -217,14 +210,21 @@ struct TransportErrorTests {
     }
 
     func closedPort() throws -> UInt16 {
+        let (fd, port) = try loopbackSocket(listening: false)
+        close(fd)
+        return port
+    }
+
+    /// A TCP socket bound to a free loopback port; listening (but never accepting) when asked.
+    func loopbackSocket(listening: Bool) throws -> (Int32, UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0)
+        if listening { listen(fd, 4) }
         withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &len) } }
-        return UInt16(bigEndian: addr.sin_port)
+        return (fd, UInt16(bigEndian: addr.sin_port))
     }
 }

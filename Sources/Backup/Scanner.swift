@@ -32,6 +32,26 @@ public struct Scanner: Sendable {
         return result
     }
 
+    /// Scans only the subtree `dir` (a directory that just appeared), with the rules in force there.
+    public func scan(under dir: RelativePath) -> Result {
+        var result = Result()
+        guard !dir.bytes.isEmpty else { return scan() }
+        if isIgnored(dir, isDirectory: true) { return result }
+        walk(dir, rules: rules(in: dir), into: &result)
+        return result
+    }
+
+    /// The rules in force inside `dir`: every `.ecocodeignore` from the root down to it.
+    public func rules(in dir: RelativePath) -> IgnoreRules {
+        var rules = loadRules(IgnoreRules(), dir: RelativePath(bytes: []))
+        var prefix = RelativePath(bytes: [])
+        for part in dir.bytes.split(separator: UInt8(ascii: "/")) {
+            prefix = prefix.appending(Array(part))
+            rules = loadRules(rules, dir: prefix)
+        }
+        return rules
+    }
+
     public func absolute(_ rel: RelativePath) -> String {
         rel.bytes.isEmpty ? root : root + "/" + String(decoding: rel.bytes, as: UTF8.self)
     }

@@ -32,17 +32,23 @@ public struct SyncReport: Sendable {
     public var abortedUploads = 0
     /// Set when the destination could not be reached or used at all.
     public var destinationError: StoreError?
+    /// A failure that says the destination is out of reach (the agent switches to local-only).
+    public var lastTransportError: String?
     public var seconds: Double = 0
 }
 
-/// One reconcile-and-upload pass over a workspace: scan, queue what changed, work the queue with
-/// parallel workers until it is empty or the deadline passes, publish metrics.
-public struct Syncer: Sendable {
+/// Reconciles a workspace with the journal and works its queue with parallel workers. `sync` runs one
+/// pass with `run`; the agent calls `prepare`, then `processDue` whenever events are journaled.
+public final class Syncer: @unchecked Sendable {
     public let pipeline: Pipeline
     public let metrics: MetricsPublisher?
     public var workers = 8
     /// A file's own backoff after a failed attempt: 1 s, 2 s, 4 s … capped here.
     public var maxFileBackoff: Double = 60
+    /// Checked between files: once true, workers take no new work (the agent is shutting down).
+    public var stopRequested: @Sendable () -> Bool = { false }
+    /// Latest stored versions, when the journal tracked nothing at `prepare` (see `Pipeline.Tracked`).
+    var adoptable: [[UInt8]: (versionId: String, size: Int64)] = [:]
 
     public init(pipeline: Pipeline, metrics: MetricsPublisher?) {
         self.pipeline = pipeline
@@ -51,6 +57,7 @@ public struct Syncer: Sendable {
 
     var journal: Journal { pipeline.journal }
     var workspace: Workspace { pipeline.workspace }
+    var cleanKey: String { "clean_exit.\(workspace.id)" }
 
     /// Compares the tree with the journal and queues every difference. Returns scan problems.
     public func reconcile() throws -> [ScanProblem] {
@@ -78,67 +85,94 @@ public struct Syncer: Sendable {
         return result.problems
     }
 
+    /// Checks the destination can take backups and cleans up after a run that did not end cleanly.
+    /// Throws `StoreError`; returns the number of abandoned multipart uploads aborted.
+    public func prepare() throws -> Int {
+        var aborted = 0
+        do {
+            try pipeline.store.checkReady()
+            // Listing unfinished uploads costs a LIST: do it only after a run that did not end cleanly,
+            // the one way an upload can exist that the journal doesn't know.
+            if try journal.state(cleanKey) != "1" {
+                let known = Set(try journal.uploads(workspace: workspace.id).map(\.uploadId))
+                aborted = try pipeline.store.abortUnknownUploads(prefix: workspace.keyPrefix, known: known)
+            }
+            try journal.setState(cleanKey, "0")
+            // A journal that tracks nothing yet (first run on this machine, or rebuilt) may face a backup that
+            // already holds these files: one listing lets them be adopted rather than uploaded again.
+            adoptable = [:]
+            if try journal.trackedFiles(workspace: workspace.id).isEmpty {
+                for v in try pipeline.store.versions(prefix: workspace.keyPrefix) where v.isLatest && !v.isDeleteMarker {
+                    adoptable[Array(v.key.utf8)] = (v.versionId, v.size)
+                }
+            }
+        } catch let e as StoreError {
+            throw e
+        } catch let e as JournalError {
+            throw e
+        } catch {
+            throw StoreError.unreachable("\(error)")
+        }
+        return aborted
+    }
+
+    /// Marks the end of a run that stopped on its own (not killed): the next `prepare` skips the uploads LIST.
+    public func finish() {
+        try? journal.setState(cleanKey, "1")
+    }
+
     public func run(timeout: Double, progress: SyncProgress = SyncProgress()) throws -> SyncReport {
         var report = SyncReport()
         let start = Date()
         let deadline = start.addingTimeInterval(timeout)
         report.scanProblems = try reconcile()
         do {
-            try pipeline.store.checkReady()
-            // Listing unfinished uploads costs a LIST: do it only after a run that did not end cleanly,
-            // the one way an upload can exist that the journal doesn't know.
-            let cleanKey = "clean_exit.\(workspace.id)"
-            if try journal.state(cleanKey) != "1" {
-                let known = Set(try journal.uploads(workspace: workspace.id).map(\.uploadId))
-                report.abortedUploads = try pipeline.store.abortUnknownUploads(prefix: workspace.keyPrefix, known: known)
+            report.abortedUploads = try prepare()
+            while Date() < deadline {
+                guard let wake = try processDue(report: &report, progress: progress) else { break }
+                if wake >= deadline.timeIntervalSince1970 { break }
+                usleep(useconds_t(max(0.01, wake - Date().timeIntervalSince1970) * 1_000_000))
             }
-            try journal.setState(cleanKey, "0")
-            defer { try? journal.setState(cleanKey, "1") }
+            finish()
         } catch let e as StoreError {
             report.destinationError = e
-        } catch {
-            report.destinationError = .unreachable("\(error)")
-        }
-        if report.destinationError == nil {
-            try work(until: deadline, report: &report, progress: progress)
         }
         report.pending = try journal.queue(workspace: workspace.id)
-        if report.pending.isEmpty && report.destinationError == nil {
-            try journal.markSuccess(workspace: workspace.id, at: Date().timeIntervalSince1970)
-        }
-        let now = Date().timeIntervalSince1970
-        if report.uploaded + report.copied + report.deleted > 0 {
-            try journal.bufferMetric(name: "WorkspaceSyncSuccesses", value: Double(report.uploaded + report.copied + report.deleted), unit: "Count", at: now)
-        }
-        if report.bytesUploaded > 0 {
-            try journal.bufferMetric(name: "BytesUploaded", value: Double(report.bytesUploaded), unit: "Bytes", at: now)
-        }
-        if report.destinationError == nil { metrics?.publish(journal: journal) }
+        try recordPass(report, publish: report.destinationError == nil)
         report.seconds = Date().timeIntervalSince(start)
         return report
     }
 
-    func work(until deadline: Date, report: inout SyncReport, progress: SyncProgress) throws {
-        // A journal that tracks nothing yet (first run on this machine, or rebuilt) may face a backup that
-        // already holds these files: one listing lets them be adopted rather than uploaded again.
-        var adoptable: [[UInt8]: (versionId: String, size: Int64)] = [:]
-        if try journal.trackedFiles(workspace: workspace.id).isEmpty {
-            for v in try pipeline.store.versions(prefix: workspace.keyPrefix) where v.isLatest && !v.isDeleteMarker {
-                adoptable[Array(v.key.utf8)] = (v.versionId, v.size)
-            }
+    /// Buffers the pass's success metrics, marks the workspace synced when nothing is pending, publishes.
+    public func recordPass(_ report: SyncReport, publish: Bool) throws {
+        let now = Date().timeIntervalSince1970
+        if report.pending.isEmpty && report.destinationError == nil {
+            try journal.markSuccess(workspace: workspace.id, at: now)
         }
+        let durable = report.uploaded + report.copied + report.deleted
+        if durable > 0 {
+            try journal.bufferMetric(name: "WorkspaceSyncSuccesses", value: Double(durable), unit: "Count", at: now)
+        }
+        if report.bytesUploaded > 0 {
+            try journal.bufferMetric(name: "BytesUploaded", value: Double(report.bytesUploaded), unit: "Bytes", at: now)
+        }
+        if publish { metrics?.publish(journal: journal) }
+    }
+
+    /// Processes every queued change that is due: past its own backoff, and quiet for `debounce` seconds
+    /// (or first seen `maxDelay` ago while it keeps changing). Returns when the next one falls due, or nil
+    /// when the queue is empty.
+    public func processDue(debounce: Double = 0, maxDelay: Double = 0, report: inout SyncReport,
+                           progress: SyncProgress = SyncProgress()) throws -> Double? {
         while true {
             let now = Date().timeIntervalSince1970
             let queue = try journal.queue(workspace: workspace.id)
-            if queue.isEmpty { return }
-            let due = queue.filter { $0.nextAttempt <= now }
-            if due.isEmpty {
-                let wake = queue.map(\.nextAttempt).min()!
-                if wake >= deadline.timeIntervalSince1970 { return }
-                usleep(useconds_t(max(0.01, wake - now) * 1_000_000))
-                continue
+            if queue.isEmpty || stopRequested() { return queue.isEmpty ? nil : now + 1 }
+            func dueAt(_ e: QueueEntry) -> Double {
+                max(e.nextAttempt, debounce <= 0 ? 0 : min(e.lastSeen + debounce, e.firstSeen + maxDelay))
             }
-            if Date() >= deadline { return }
+            let due = queue.filter { dueAt($0) <= now }
+            if due.isEmpty { return queue.map(dueAt).min() }
             progress.add(total: due.count)
             let tracked = Pipeline.Tracked(files: try journal.trackedFiles(workspace: workspace.id), adoptable: adoptable)
             // Upserts first, so a rename's new path is copied from the old object before the old one is deleted.
@@ -154,7 +188,7 @@ public struct Syncer: Sendable {
         DispatchQueue.concurrentPerform(iterations: min(workers, entries.count)) { _ in
             while true {
                 let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard i < entries.count else { return }
+                guard i < entries.count, !stopRequested() else { return }
                 let r = Result { try pipeline.process(entries[i], tracked: tracked) }
                 if case .success(.uploaded(let bytes)) = r { progress.finished(bytes: bytes) } else { progress.finished(bytes: 0) }
                 results.withLock { $0.append((entries[i], r)) }
@@ -174,6 +208,9 @@ public struct Syncer: Sendable {
             case .failure(let error):
                 if case JournalError.diskFull = error { throw error }
                 report.failedAttempts += 1
+                if case AWSError.transport(_, _, let t)? = error as? AWSError, t.kind != .local {
+                    report.lastTransportError = "\(error)"
+                }
                 let backoff = min(maxFileBackoff, pow(2, Double(entry.attempts))) * Double.random(in: 0.5...1)
                 try journal.recordFailure(workspace: workspace.id, path: entry.path, error: "\(error)", at: now,
                                           nextAttempt: now + backoff)

@@ -12,9 +12,9 @@ struct EcocodeBackup: ParsableCommand {
 
         Exit codes: 0 done; 1 some changes are not yet durable; 2 bad usage or settings;
         3 the destination cannot be reached (changes stay queued); 4 journal error; 5 the destination is not usable
-        (bucket without versioning, access denied, no credentials).
+        (bucket without versioning, access denied, no credentials); 6 another agent already runs for the state directory.
         """,
         version: "0.1.0",
-        subcommands: [Sync.self]
+        subcommands: [Sync.self, AgentCommand.self]
     )
 }

@@ -12,6 +12,7 @@ enum Exit {
     static let unreachable = ExitCode(3)
     static let journal = ExitCode(4)
     static let unusable = ExitCode(5)
+    static let alreadyRunning = ExitCode(6)
 }
 
 /// Setting flags common to every subcommand; each overrides its environment variable.

@@ -13,7 +13,8 @@ Faults can be injected (for retry tests) with POST /__proxy/faults, a JSON list 
   {"method": "PUT", "path_contains": "part", "status": 503, "code": "SlowDown", "times": 2,
    "retry_after": "1", "reset": false, "delay": 0}
 (a fault with only "delay" slows the request down and then forwards it)
-GET /__proxy/log lists the requests seen; POST /__proxy/clear forgets log and faults.
+GET /__proxy/log lists the requests seen; POST /__proxy/clear forgets log and faults, or with
+{"path_contains": X} only the faults injected with that path_contains.
 
 Prints "READY <proxy_port> <moto_port> <moto_pid>" once both listen. Stops (and stops moto by PID)
 on SIGTERM or when its standard input closes, so a crashed test run leaves nothing behind.
@@ -134,9 +135,13 @@ class Proxy(BaseHTTPRequestHandler):
                 STATE["faults"].extend(json.loads(body or b"[]"))
             return self._reply(200)
         if self.path == "/__proxy/clear":
+            only = json.loads(body or b"{}").get("path_contains")
             with LOCK:
-                STATE["faults"].clear()
-                STATE["log"].clear()
+                if only:  # just this test's faults; other tests' faults and the log stay
+                    STATE["faults"] = [f for f in STATE["faults"] if f.get("path_contains") != only]
+                else:
+                    STATE["faults"].clear()
+                    STATE["log"].clear()
             return self._reply(200)
         if self.path == "/__proxy/log":
             with LOCK:

@@ -134,8 +134,38 @@ public final class LocalStore: ObjectStore, @unchecked Sendable {
         return rows
     }
 
-    public func metadata(key: String, versionId: String) throws -> [String: String] {
-        try contentPath(key: key, versionId: versionId)?.metadata ?? [:]
+    public func head(key: String, versionId: String) throws -> ObjectHead {
+        guard let c = try contentPath(key: key, versionId: versionId) else {
+            throw StoreError.unusable("local store: no version \(versionId) of \(key)")
+        }
+        let size = (try? FileSnapshot.lstat(c.path))??.size ?? 0
+        return ObjectHead(size: size, metadata: c.metadata)
+    }
+
+    public func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws {
+        guard let c = try contentPath(key: key, versionId: versionId) else {
+            throw StoreError.unusable("local store: no version \(versionId) of \(key)")
+        }
+        let src = open(c.path, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { throw FileError(path: c.path, errno: errno) }
+        defer { close(src) }
+        let size = (try FileSnapshot.lstat(c.path))?.size ?? 0
+        let r = range ?? 0...max(0, size - 1)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        var pos = r.lowerBound
+        while pos <= r.upperBound && pos < size {
+            let n = pread(src, buffer.baseAddress, Int(min(Int64(buffer.count), r.upperBound - pos + 1)), off_t(pos))
+            if n < 0 { if errno == EINTR { continue }; throw FileError(path: c.path, errno: errno) }
+            if n == 0 { break }
+            var done = 0
+            while done < n {
+                let w = pwrite(fd, buffer.baseAddress! + done, n - done, off_t(offset + pos - r.lowerBound + Int64(done)))
+                if w < 0 { if errno == EINTR { continue }; throw FileError(path: "restore target", errno: errno) }
+                done += w
+            }
+            pos += Int64(n)
+        }
     }
 
     /// The stored bytes of one version (for restore and tests).

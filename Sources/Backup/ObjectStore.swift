@@ -34,12 +34,27 @@ public protocol ObjectStore: Sendable {
     func delete(key: String) throws
     /// Removes one version we just wrote (the file changed while it was uploaded).
     func discardVersion(key: String, versionId: String) throws
-    /// The user metadata of one version (`sha256`, `mtime`, `mode`).
-    func metadata(key: String, versionId: String) throws -> [String: String]
+    /// Size, user metadata (`sha256`, `mtime`, `mode`) and S3 checksum of one version.
+    func head(key: String, versionId: String) throws -> ObjectHead
+    /// Writes the bytes of one version (or an inclusive `range` of them) into `fd` at `offset`.
+    func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws
     /// Every version and delete marker under `prefix`, newest first within a key.
     func versions(prefix: String) throws -> [ObjectVersion]
     /// Aborts unfinished multipart uploads under `prefix` that are not in `known`; returns how many.
     func abortUnknownUploads(prefix: String, known: Set<String>) throws -> Int
+}
+
+public struct ObjectHead: Sendable {
+    public var size: Int64
+    public var metadata: [String: String]
+    /// `x-amz-checksum-sha256` (base64) when it is the SHA-256 of the whole content (single-part objects).
+    public var checksumSHA256: String?
+
+    public init(size: Int64, metadata: [String: String], checksumSHA256: String? = nil) {
+        self.size = size
+        self.metadata = metadata
+        self.checksumSHA256 = checksumSHA256
+    }
 }
 
 public struct StoredObject: Sendable {

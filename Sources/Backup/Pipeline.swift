@@ -121,7 +121,7 @@ public struct Pipeline: Sendable {
             return try commit(record(version, partHashes: origin.partHashes), snapshot: snapshot, outcome: .copied(from: origin.path))
         }
         if previous == nil, let stored = tracked.adoptable[Array(workspace.key(path).utf8)], stored.size == (source.symlinkTarget.map { Int64($0.count) } ?? snapshot.size),
-           let meta = try? store.metadata(key: workspace.key(path), versionId: stored.versionId),
+           let meta = try? store.head(key: workspace.key(path), versionId: stored.versionId).metadata,
            meta["sha256"] == sha, meta["mode"] == metadata["mode"] {
             try journal.record(workspace: workspace.id, record(stored.versionId), at: now)
             return .touched

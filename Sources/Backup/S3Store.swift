@@ -125,8 +125,16 @@ public struct S3Store: ObjectStore {
         try s3.deleteObject(key: key, versionId: versionId)
     }
 
-    public func metadata(key: String, versionId: String) throws -> [String: String] {
-        try s3.headObject(key: key, versionId: versionId).metadata
+    public func head(key: String, versionId: String) throws -> ObjectHead {
+        let info = try s3.headObject(key: key, versionId: versionId)
+        // A multipart object's checksum is a checksum of part checksums (its ETag ends in -N): only a
+        // single-part object's checksum is the SHA-256 of its bytes.
+        let composite = info.etag.contains("-")
+        return ObjectHead(size: info.size, metadata: info.metadata, checksumSHA256: composite ? nil : info.checksumSHA256)
+    }
+
+    public func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws {
+        try s3.getObject(key: key, versionId: versionId, range: range, sink: .file(fd: fd, offset: offset))
     }
 
     public func versions(prefix: String) throws -> [ObjectVersion] {

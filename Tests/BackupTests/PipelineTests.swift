@@ -120,7 +120,8 @@ final class EditingStore: ObjectStore, @unchecked Sendable {
     func delete(key: String) throws {}
     func discardVersion(key: String, versionId: String) throws { lock.lock(); discarded.append(versionId); lock.unlock() }
     func versions(prefix: String) throws -> [ObjectVersion] { [] }
-    func metadata(key: String, versionId: String) throws -> [String: String] { [:] }
+    func head(key: String, versionId: String) throws -> ObjectHead { ObjectHead(size: 0, metadata: [:]) }
+    func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws {}
     func abortUnknownUploads(prefix: String, known: Set<String>) throws -> Int { 0 }
 }
 

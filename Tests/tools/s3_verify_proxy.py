@@ -12,7 +12,8 @@ A failed check answers 403 SignatureDoesNotMatch / 400 BadDigest without reachin
 Faults can be injected (for retry tests) with POST /__proxy/faults, a JSON list of
   {"method": "PUT", "path_contains": "part", "status": 503, "code": "SlowDown", "times": 2,
    "retry_after": "1", "reset": false, "delay": 0}
-(a fault with only "delay" slows the request down and then forwards it)
+(a fault with only "delay" slows the request down and then forwards it; "truncate": true forwards it and
+sends only half of the answer's body before hanging up)
 GET /__proxy/log lists the requests seen; POST /__proxy/clear forgets log and faults, or with
 {"path_contains": X} only the faults injected with that path_contains.
 
@@ -186,9 +187,9 @@ class Proxy(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            if not fault.get("status"):
+            if not fault.get("status") and not fault.get("truncate"):
                 fault = None
-        if fault:
+        if fault and fault.get("status"):
             xml = (f"<Error><Code>{fault.get('code', 'InternalError')}</Code><Message>injected</Message>"
                    "<RequestId>fault</RequestId></Error>").encode()
             extra = [("Retry-After", str(fault["retry_after"]))] if "retry_after" in fault else []
@@ -206,7 +207,14 @@ class Proxy(BaseHTTPRequestHandler):
         self.send_header("Content-Length", resp.getheader("Content-Length") if self.command == "HEAD" and resp.getheader("Content-Length") else str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(data)
+            if fault and fault.get("truncate"):
+                # Promise the whole body, send half, hang up: a truncated download.
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+            else:
+                self.wfile.write(data)
         conn.close()
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle

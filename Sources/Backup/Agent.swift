@@ -265,7 +265,7 @@ public final class Agent: @unchecked Sendable {
             "degraded": watcher.degraded.map { syncers[$0.workspace].workspace.absolute($0.dir) },
             "debounce": options.debounce, "max_delay": options.maxDelay,
         ]
-        let data = try JSONSerialization.data(withJSONObject: beat, options: [.sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: beat, options: [.sortedKeys, .withoutEscapingSlashes])
         try journal.setState("agent", String(decoding: data, as: UTF8.self))
     }
 }

@@ -155,6 +155,7 @@ public final class Syncer: @unchecked Sendable {
         }
         if report.bytesUploaded > 0 {
             try journal.bufferMetric(name: "BytesUploaded", value: Double(report.bytesUploaded), unit: "Bytes", at: now)
+            try journal.recordTransfer(workspace: workspace.id, bytes: report.bytesUploaded, at: now)
         }
         if publish { metrics?.publish(journal: journal) }
     }

@@ -74,10 +74,12 @@ public struct BufferedMetric: Sendable {
 /// The SQLite change journal: tracked files, the pending-change queue, in-flight multipart uploads,
 /// failed sync attempts and unsent metric values. One per state directory; thread-safe.
 public final class Journal: @unchecked Sendable {
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
     let db: SQLiteDatabase
     let lock = NSLock()
     public let path: String
+    /// The schema this file has: read-only openers (status) may meet a journal an older agent wrote.
+    public private(set) var schema = 0
 
     /// Opens `<stateDir>/journal.sqlite`, creating the directory 0700 and the file 0600.
     public init(stateDir: String, readOnly: Bool = false) throws {
@@ -95,6 +97,9 @@ public final class Journal: @unchecked Sendable {
                 try migrate()
             }
             try db.execute("SELECT count(*) FROM sqlite_master")
+            var v = 0
+            try db.run("PRAGMA user_version") { v = Int($0.int(0)) }
+            schema = v
         } catch JournalError.sql(let p, let m) where m.contains("not a database") || m.contains("malformed") {
             throw JournalError.corrupt(path: p, message: m)
         }
@@ -166,6 +171,62 @@ public final class Journal: @unchecked Sendable {
                 PRAGMA user_version = 1;
                 """)
             }
+        }
+        if version < 2 {
+            // v2: bytes uploaded per pass, kept a day for `status` (metric values leave once published).
+            try db.transaction {
+                try db.execute("""
+                CREATE TABLE transfers (id INTEGER PRIMARY KEY, workspace INTEGER NOT NULL, at REAL NOT NULL,
+                    bytes INTEGER NOT NULL);
+                PRAGMA user_version = 2;
+                """)
+            }
+        }
+    }
+
+    public func recordTransfer(workspace: Int64, bytes: Int64, at: Double) throws {
+        try locked {
+            try db.run("DELETE FROM transfers WHERE at < ?", [.double(at - 86400)])
+            try db.run("INSERT INTO transfers (workspace, at, bytes) VALUES (?, ?, ?)", [.int(workspace), .double(at), .int(bytes)])
+        }
+    }
+
+    /// What `status` shows for one workspace.
+    public struct WorkspaceSummary: Sendable {
+        public var id: Int64
+        public var root: String
+        public var name: String
+        public var keyPrefix: String
+        public var trackedFiles: Int
+        public var pending: Int
+        public var oldestPending: Double?
+        public var inFlight: Int
+        public var lastSuccess: Double?
+        public var failuresSince: Int
+        public var bytesSince: Int64
+    }
+
+    /// One row per registered workspace; failures and bytes counted from `failuresSince` / `bytesSince`.
+    public func summaries(failuresSince: Double, bytesSince: Double) throws -> [WorkspaceSummary] {
+        try locked {
+            var out: [WorkspaceSummary] = []
+            try db.run("""
+                SELECT w.id, w.root, w.name, w.key_prefix, w.last_success,
+                    (SELECT count(*) FROM files f WHERE f.workspace = w.id),
+                    (SELECT count(*) FROM queue q WHERE q.workspace = w.id),
+                    (SELECT min(first_seen) FROM queue q WHERE q.workspace = w.id),
+                    (SELECT count(*) FROM uploads u WHERE u.workspace = w.id),
+                    (SELECT count(*) FROM failures x WHERE x.workspace = w.id AND x.at >= ?),
+                    \(schema >= 2 ? "(SELECT coalesce(sum(bytes), 0) FROM transfers t WHERE t.workspace = w.id AND t.at >= ?)" : "? * 0")
+                FROM workspaces w ORDER BY w.id
+                """, [.double(failuresSince), .double(bytesSince)]) { r in
+                out.append(WorkspaceSummary(id: r.int(0), root: String(decoding: r.blob(1), as: UTF8.self), name: r.text(2) ?? "",
+                                            keyPrefix: r.text(3) ?? "", trackedFiles: Int(r.int(5)), pending: Int(r.int(6)),
+                                            oldestPending: r.isNull(7) ? nil : r.double(7), inFlight: Int(r.int(8)),
+                                            lastSuccess: r.isNull(4) ? nil : r.double(4), failuresSince: Int(r.int(9)),
+                                            bytesSince: r.int(10)))
+            }
+            return out
         }
     }
 

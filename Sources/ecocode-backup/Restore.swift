@@ -107,7 +107,7 @@ struct Restore: ParsableCommand {
                  "last_modified": AWSTime.iso8601($0.version.lastModified)]
             }
             let doc: [String: Any] = ["at": AWSTime.iso8601(moment), "target": target, "plan": rows]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys]), as: UTF8.self))
+            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
             return
         }
         print("restore plan for \(AWSTime.iso8601(moment)) into \(target) (dry run: nothing written)")
@@ -124,7 +124,7 @@ struct Restore: ParsableCommand {
                 "skipped": r.skipped.map { ["path": $0.key, "reason": $0.reason] },
                 "failed": r.failed.map { ["path": $0.key, "reason": $0.reason] },
             ]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys]), as: UTF8.self))
+            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
             return
         }
         for s in r.skipped { FileHandle.standardError.write(Data("  skipped \(s.key): \(s.reason)\n".utf8)) }

@@ -29,7 +29,7 @@ struct Versions: ParsableCommand {
                  "delete_marker": $0.isDeleteMarker, "latest": $0.isLatest]
             }
             print(String(decoding: try JSONSerialization.data(withJSONObject: ["path": rel, "key": key, "versions": rows],
-                                                             options: [.sortedKeys]), as: UTF8.self))
+                                                             options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
             return
         }
         guard !entries.isEmpty else { throw Runtime.fail("no versions of \(rel) in \(runtime.store.destination) under \(ws.prefix)", Exit.notDurable) }

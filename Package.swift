@@ -20,6 +20,7 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CSystem"),
 
         // Settings, credentials, SigV4, HTTP over libcurl, S3 and CloudWatch clients, retry.
         .target(name: "AWS", dependencies: [
@@ -31,7 +32,7 @@ let package = Package(
         .target(name: "Journal", dependencies: ["CSQLite"]),
 
         // watch → journal → pipeline → store, and restore. `ObjectStore` is the seam (S3 or local).
-        .target(name: "Backup", dependencies: ["AWS", "Journal"]),
+        .target(name: "Backup", dependencies: ["AWS", "Journal", "CSystem"]),
 
         .executableTarget(name: "ecocode-backup", dependencies: [
             "AWS", "Backup", "Journal",

@@ -1,3 +1,4 @@
+import CSystem
 import Foundation
 import Journal
 import Synchronization
@@ -81,6 +82,8 @@ public final class Agent: @unchecked Sendable {
             for p in problems { log(.warning, "skipped \(p)") }
             log(.info, String(format: "watching %@ (%d directories, %.2f s)", s.workspace.root, watcher.watchCount, Date().timeIntervalSince(t)))
         }
+        // The startup scan's transient tables are freed now: hand the pages back so the idle agent stays small.
+        malloc_trim(0)
         try writeHeartbeat(state: "running")
         let doneSignal = DispatchSemaphore(value: 0)
         let workerThread = Thread { [self] in
@@ -241,6 +244,7 @@ public final class Agent: @unchecked Sendable {
                         wakeAt = min(wakeAt, Date().addingTimeInterval(5))
                     }
                 }
+                malloc_trim(0)
                 if Date().timeIntervalSince(lastMetrics) >= options.metricsInterval {
                     lastMetrics = Date()
                     syncers.first?.metrics?.publish(journal: journal)

@@ -15,6 +15,6 @@ struct EcocodeBackup: ParsableCommand {
         (bucket without versioning, access denied, no credentials); 6 another agent already runs for the state directory.
         """,
         version: "0.1.0",
-        subcommands: [Sync.self, AgentCommand.self, Restore.self, Versions.self, Status.self]
+        subcommands: [Sync.self, AgentCommand.self, Restore.self, Versions.self, Status.self, Doctor.self]
     )
 }

@@ -1,0 +1,2 @@
+/* glibc functions Swift's Glibc module leaves out. */
+#include <malloc.h>

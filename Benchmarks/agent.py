@@ -12,32 +12,15 @@ Needs moto[server] and awscli. Bounded: every wait has a deadline; servers are s
 import argparse
 import hashlib
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 
 import boto3
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def proc_cpu(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+from benchlib import cpu_of as proc_cpu
+from benchlib import make_bucket, moto_and_workdir, release_binary
 
 
 def proc_rss_mib(pid):
@@ -89,30 +72,12 @@ def main():
     ap.add_argument("--dirs", type=int, default=10_000)
     ap.add_argument("--saves", type=int, default=50)
     args = ap.parse_args()
-    subprocess.run(["swift", "build", "-c", "release", "--product", "ecocode-backup"], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-    binary = os.path.join(subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
-                                         capture_output=True, text=True).stdout.strip(), "ecocode-backup")
-    work = tempfile.mkdtemp(prefix="ecocode-agent-bench-")
-    port = free_port()
-    moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(endpoint + "/", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                   ECOCODE_AWS_REGION_NAME="us-east-1", AWS_ENDPOINT_URL=endpoint, HOME=work, USER="bench",
-                   XDG_STATE_HOME=f"{work}/state", XDG_DATA_HOME=f"{work}/data", XDG_CONFIG_HOME=f"{work}/config")
+    binary = release_binary()
+    with moto_and_workdir("agent") as (moto, endpoint, work, env):
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
                           aws_secret_access_key="y")
         for b in ("lat", "big"):
-            s3.create_bucket(Bucket=b)
-            s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+            make_bucket(endpoint, env, b)
 
         # 1. Save latency.
         ws = f"{work}/lat"
@@ -176,10 +141,6 @@ def main():
         subprocess.run(["aws", "--endpoint-url", endpoint, "s3", "sync", big, "s3://big/workspaces/bench/big/",
                         "--only-show-errors"], env=env, check=True)
         print(f"  same change with aws s3 sync: {time.time() - start:.2f} s")
-    finally:
-        moto.terminate()
-        moto.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

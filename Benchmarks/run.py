@@ -14,76 +14,22 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu_of(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def timed(cmd, env, moto_pid):
-    """Runs cmd; returns (wall, its cpu, its peak rss MiB, moto cpu)."""
-    moto_before = cpu_of(moto_pid)
-    start = time.time()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.time() - start
-    if status != 0:
-        sys.exit(f"{cmd[0]} failed ({status}): {err[-2000:].decode(errors='replace')}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, cpu_of(moto_pid) - moto_before
-
-
-def row(name, t):
-    print(f"  {name:<28} wall {t[0]:6.2f} s   cpu {t[1]:6.2f} s   peak RSS {t[2]:5.0f} MiB   moto cpu {t[3]:6.2f} s")
+from benchlib import ROOT, make_bucket, moto_and_workdir, release_binary, row, timed
 
 
 def main():
-    subprocess.run(["swift", "build", "-c", "release", "--product", "ecocode-backup"], cwd=ROOT, check=True)
-    subprocess.run(["swift", "build", "-c", "release", "--product", "hash-throughput"], cwd=ROOT, check=True)
-    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.strip()
-    binary = os.path.join(bindir, "ecocode-backup")
-    work = tempfile.mkdtemp(prefix="ecocode-bench-")
-    port = free_port()
-    moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        endpoint = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                   ECOCODE_AWS_REGION_NAME="us-east-1", AWS_ENDPOINT_URL=endpoint, HOME=work,
-                   XDG_STATE_HOME=f"{work}/state", XDG_DATA_HOME=f"{work}/data", XDG_CONFIG_HOME=f"{work}/config")
+    binary = release_binary()
+    hash_tool = release_binary("hash-throughput")
+    with moto_and_workdir("sync") as (moto, endpoint, work, env):
         aws = ["aws", "--endpoint-url", endpoint]
 
         def bucket(name):
-            subprocess.run(aws + ["s3api", "create-bucket", "--bucket", name], env=env, check=True, capture_output=True)
-            subprocess.run(aws + ["s3api", "put-bucket-versioning", "--bucket", name, "--versioning-configuration",
-                                  "Status=Enabled"], env=env, check=True, capture_output=True)
+            make_bucket(endpoint, env, name)
 
-        print(f"moto {endpoint} (pid {moto.pid}); {os.cpu_count()} cores")
         small = f"{work}/small"
         for i in range(1000):
             d = f"{small}/dir{i // 100}"
@@ -116,7 +62,7 @@ def main():
         row("ecocode-backup sync", min(ours))
         row("aws s3 cp", min(cli))
 
-        hashed = subprocess.run([os.path.join(bindir, "hash-throughput"), f"{big}/blob.bin"], capture_output=True, text=True).stdout.strip()
+        hashed = subprocess.run([hash_tool, f"{big}/blob.bin"], capture_output=True, text=True).stdout.strip()
         speed = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "1048576", "-seconds", "3"],
                                capture_output=True, text=True).stdout
         m = re.search(r"sha256\s+([\d.]+)k", speed)
@@ -152,10 +98,6 @@ def main():
         print(f"  wall {t[0]:.2f} s, cpu {t[1]:.2f} s, peak RSS {t[2]:.0f} MiB, requests {methods or 'none'} (of them listings: {lists})")
         proxy.stdin.close()
         proxy.wait(timeout=30)
-    finally:
-        moto.terminate()
-        moto.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,41 @@ import TestSupport
         try Self.converge(t, within: 60)
     }
 }
+
+/// Kernel-level edge cases of the watcher, against the local store (no network needed).
+@Suite(.serialized) struct WatcherEdgeTests {
+    @Test func queueOverflowTriggersARescanThatConverges() throws {
+        var t = try SyncTests.Setup()
+        defer { t.cleanup() }
+        t.env["ECOCODE_AWS_WORKSPACE_BUCKET"] = nil
+        let agent = try CLI.start(["agent", "--workspace", t.ws.path, "--debounce", "0.2"], env: t.env)
+        defer { agent.terminate(); agent.waitUntilExit() }
+        let journal = try Journal(stateDir: t.home.path + "/state/ecocode-backup")
+        for _ in 0..<40 where (try journal.state("agent")) == nil { usleep(100_000) }
+        // Freeze the agent so the kernel's event queue (fs.inotify.max_queued_events) overflows.
+        let limit = Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "16384") ?? 16384
+        kill(agent.processIdentifier, SIGSTOP)
+        // Into a directory that is already watched: each new file queues create, modify and close-write.
+        let count = limit / 2 + 1000
+        for i in 0..<count { try t.ws.write("f\(i)", "x\(i)") }
+        kill(agent.processIdentifier, SIGCONT)
+        let store = try LocalStore(root: t.home.path + "/data/ecocode-backup/store")
+        var stored = 0
+        let start = Date()
+        while Date().timeIntervalSince(start) < 120 {
+            stored = try store.versions(prefix: t.prefix).filter { !$0.isDeleteMarker }.count
+            if stored == count { break }
+            usleep(500_000)
+        }
+        #expect(stored == count)
+        // The heartbeat (every 5 s) reports the overflow.
+        var overflows = 0
+        for _ in 0..<80 where overflows == 0 {
+            let beat = try #require(try journal.state("agent"))
+            overflows = (try JSONSerialization.jsonObject(with: Data(beat.utf8)) as? [String: Any])?["overflows"] as? Int ?? 0
+            usleep(100_000)
+        }
+        #expect(overflows >= 1)
+    }
+}

@@ -142,7 +142,8 @@ public final class LocalStore: ObjectStore, @unchecked Sendable {
         return ObjectHead(size: size, metadata: c.metadata)
     }
 
-    public func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws {
+    @discardableResult
+    public func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws -> ObjectHead {
         guard let c = try contentPath(key: key, versionId: versionId) else {
             throw StoreError.unusable("local store: no version \(versionId) of \(key)")
         }
@@ -166,6 +167,7 @@ public final class LocalStore: ObjectStore, @unchecked Sendable {
             }
             pos += Int64(n)
         }
+        return ObjectHead(size: size, metadata: c.metadata)
     }
 
     /// The stored bytes of one version (for restore and tests).

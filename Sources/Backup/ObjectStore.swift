@@ -36,8 +36,10 @@ public protocol ObjectStore: Sendable {
     func discardVersion(key: String, versionId: String) throws
     /// Size, user metadata (`sha256`, `mtime`, `mode`) and S3 checksum of one version.
     func head(key: String, versionId: String) throws -> ObjectHead
-    /// Writes the bytes of one version (or an inclusive `range` of them) into `fd` at `offset`.
-    func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws
+    /// Writes the bytes of one version (or an inclusive `range` of them) into `fd` at `offset`; returns what the
+    /// answer said of the object (metadata; the checksum only for a whole single-part object).
+    @discardableResult
+    func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws -> ObjectHead
     /// Every version and delete marker under `prefix`, newest first within a key.
     func versions(prefix: String) throws -> [ObjectVersion]
     /// Aborts unfinished multipart uploads under `prefix` that are not in `known`; returns how many.

@@ -160,51 +160,63 @@ public struct Restorer: Sendable {
         throw lastError
     }
 
-    /// One download into a temporary name, verified, then renamed over `name`.
+    /// One download into a temporary name, verified, then renamed over `name`. The GET itself carries the
+    /// metadata (mode, mtime, sha256): no HEAD per file.
     func attempt(_ e: RestoreEntry, dir: Int32, name: String) throws -> Int64 {
-        let head = try store.head(key: e.version.key, versionId: e.version.versionId)
-        let mode = head.metadata["mode"].flatMap { UInt32($0, radix: 8) } ?? 0o100644
         let tmp = ".ecocode-restore-\(UUID().uuidString.prefix(12)).tmp"
-        var keepTemp = false
-        defer { if !keepTemp { unlinkat(dir, tmp, 0) } }
+        var renamed = false
+        defer { if !renamed { unlinkat(dir, tmp, 0) } }
+        let fd = openat(dir, tmp, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileError(path: "\(target)/\(e.path)", errno: errno) }
+        let head: ObjectHead
+        do { head = try download(e, into: fd) } catch { close(fd); throw error }
+        let mode = head.metadata["mode"].flatMap { UInt32($0, radix: 8) } ?? 0o100644
         if mode & UInt32(S_IFMT) == UInt32(S_IFLNK) {
-            let target = try download(e, size: head.size, dir: dir, tmp: tmp, verify: head, mode: nil)
+            var bytes = [UInt8](repeating: 0, count: Int(e.version.size))
+            _ = pread(fd, &bytes, bytes.count, 0)
+            close(fd)
             unlinkat(dir, tmp, 0)
-            guard symlinkat(target, dir, tmp) == 0 else { throw FileError(path: e.path.description, errno: errno) }
+            guard symlinkat(String(decoding: bytes, as: UTF8.self), dir, tmp) == 0 else { throw FileError(path: e.path.description, errno: errno) }
         } else {
-            _ = try download(e, size: head.size, dir: dir, tmp: tmp, verify: head, mode: mode)
+            fchmod(fd, mode_t(mode & 0o7777))
+            let synced = fsync(fd) == 0
+            close(fd)
+            guard synced else { throw FileError(path: "\(target)/\(e.path)", errno: errno) }
         }
         if let ns = head.metadata["mtime"].flatMap(Int64.init) {
-            var times = [timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000)),
-                         timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))]
+            let t = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+            var times = [t, t]
             utimensat(dir, tmp, &times, AT_SYMLINK_NOFOLLOW)
         }
         guard renameat(dir, tmp, dir, name) == 0 else { throw FileError(path: "\(target)/\(e.path)", errno: errno) }
-        keepTemp = true
-        return head.size
+        renamed = true
+        return e.version.size
     }
 
-    /// Downloads into `tmp` (ranged and parallel when large), fsyncs and verifies; returns a symlink's target.
-    func download(_ e: RestoreEntry, size: Int64, dir: Int32, tmp: String, verify head: ObjectHead, mode: UInt32?) throws -> String {
-        let fd = openat(dir, tmp, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileError(path: "\(target)/\(e.path)", errno: errno) }
-        defer { close(fd) }
+    /// Fetches the version into `fd` (ranged and parallel when large) and verifies size and SHA-256.
+    func download(_ e: RestoreEntry, into fd: Int32) throws -> ObjectHead {
+        let size = e.version.size
+        var head: ObjectHead
         if size > rangedThreshold {
             guard ftruncate(fd, off_t(size)) == 0 else { throw FileError(path: "\(target)/\(e.path)", errno: errno) }
             let ranges = stride(from: Int64(0), to: size, by: Int(rangeSize)).map { $0...min(size - 1, $0 + rangeSize - 1) }
-            let failure = Mutex<Error?>(nil)
+            let result = Mutex<(head: ObjectHead?, error: Error?)>((nil, nil))
             let next = Atomic<Int>(0)
             DispatchQueue.concurrentPerform(iterations: min(4, ranges.count)) { _ in
                 while true {
                     let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard i < ranges.count, failure.withLock({ $0 == nil }) else { return }
-                    do { try store.download(key: e.version.key, versionId: e.version.versionId, range: ranges[i], to: fd, offset: ranges[i].lowerBound) }
-                    catch { failure.withLock { if $0 == nil { $0 = error } } }
+                    guard i < ranges.count, result.withLock({ $0.error == nil }) else { return }
+                    do {
+                        let h = try store.download(key: e.version.key, versionId: e.version.versionId, range: ranges[i], to: fd, offset: ranges[i].lowerBound)
+                        if i == 0 { result.withLock { $0.head = h } }
+                    } catch { result.withLock { if $0.error == nil { $0.error = error } } }
                 }
             }
-            if let error = failure.withLock({ $0 }) { throw error }
-        } else if size > 0 {
-            try store.download(key: e.version.key, versionId: e.version.versionId, range: nil, to: fd, offset: 0)
+            let (h, error) = result.withLock { ($0.head, $0.error) }
+            if let error { throw error }
+            head = h!
+        } else {
+            head = try store.download(key: e.version.key, versionId: e.version.versionId, range: nil, to: fd, offset: 0)
         }
         var st = stat()
         fstat(fd, &st)
@@ -218,14 +230,8 @@ public struct Restorer: Sendable {
         if let checksum = head.checksumSHA256, checksum != hash.base64 {
             throw VerifyError(path: e.path.description, why: "S3 checksum does not match the downloaded bytes")
         }
-        if let mode {
-            fchmod(fd, mode_t(mode & 0o7777))
-            guard fsync(fd) == 0 else { throw FileError(path: "\(target)/\(e.path)", errno: errno) }
-            return ""
-        }
-        var bytes = [UInt8](repeating: 0, count: Int(size))
-        _ = pread(fd, &bytes, Int(size), 0)
-        return String(decoding: bytes, as: UTF8.self)
+        head.size = size
+        return head
     }
 }
 

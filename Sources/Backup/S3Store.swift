@@ -126,15 +126,19 @@ public struct S3Store: ObjectStore {
     }
 
     public func head(key: String, versionId: String) throws -> ObjectHead {
-        let info = try s3.headObject(key: key, versionId: versionId)
-        // A multipart object's checksum is a checksum of part checksums (its ETag ends in -N): only a
-        // single-part object's checksum is the SHA-256 of its bytes.
-        let composite = info.etag.contains("-")
-        return ObjectHead(size: info.size, metadata: info.metadata, checksumSHA256: composite ? nil : info.checksumSHA256)
+        Self.head(try s3.headObject(key: key, versionId: versionId))
     }
 
-    public func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws {
-        try s3.getObject(key: key, versionId: versionId, range: range, sink: .file(fd: fd, offset: offset))
+    /// A multipart object's checksum is a checksum of part checksums (its ETag ends in -N), and a range has
+    /// none: only a whole single-part object's checksum is the SHA-256 of its bytes.
+    static func head(_ info: ObjectInfo, ranged: Bool = false) -> ObjectHead {
+        let whole = !ranged && !info.etag.contains("-")
+        return ObjectHead(size: info.totalSize ?? info.size, metadata: info.metadata, checksumSHA256: whole ? info.checksumSHA256 : nil)
+    }
+
+    @discardableResult
+    public func download(key: String, versionId: String, range: ClosedRange<Int64>?, to fd: Int32, offset: Int64) throws -> ObjectHead {
+        Self.head(try s3.getObject(key: key, versionId: versionId, range: range, sink: .file(fd: fd, offset: offset)), ranged: range != nil)
     }
 
     public func versions(prefix: String) throws -> [ObjectVersion] {

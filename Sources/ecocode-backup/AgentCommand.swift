@@ -9,11 +9,11 @@ struct AgentCommand: ParsableCommand {
         commandName: "agent",
         abstract: "Watch workspaces and back up every change within seconds (runs until SIGTERM/SIGINT).",
         discussion: """
-        Starts with one reconcile scan (changes made while it was down), resumes queued changes and interrupted
-        multipart uploads, then watches with inotify. A change is backed up once the file has been quiet for
-        --debounce seconds, and never later than --max-delay while it keeps changing. If the destination can't
-        be reached, changes keep being journaled and are sent when it returns. Logs go to stderr.
-        Workspaces come from --workspace (repeatable) or ECOCODE_BACKUP_WORKSPACES (colon-separated).
+        Starts with one reconcile scan (changes made while it was down), resumes queued changes and interrupted \
+        multipart uploads, then watches with inotify. A change is backed up once the file has been quiet for \
+        --debounce seconds, and never later than --max-delay while it keeps changing. If the destination can't \
+        be reached, changes keep being journaled and are sent when it returns. Logs go to stderr. \
+        Workspaces come from --workspace (repeatable) or ECOCODE_BACKUP_WORKSPACES (colon-separated). \
         Exit: 0 after SIGTERM/SIGINT; 6 if another agent runs for the same state directory.
         """
     )

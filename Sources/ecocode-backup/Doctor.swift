@@ -8,10 +8,10 @@ struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check settings, credentials and the bucket against what the EcoCode cloud guide requires.",
         discussion: """
-        One line per check with a fix hint: settings; credentials (where from, never the secret); region; bucket
-        reachable; versioning Enabled; Block Public Access (all four settings); default encryption aws:kms (and the
-        key matches ECOCODE_AWS_KMS_KEY_ID when set); a test write with SSE-KMS and its cleanup (--no-write-test
-        skips it); CloudWatch PutMetricData; inotify limits for the configured workspaces.
+        One line per check with a fix hint: settings; credentials (where from, never the secret); region; bucket \
+        reachable; versioning Enabled; Block Public Access (all four settings); default encryption aws:kms (and the \
+        key matches ECOCODE_AWS_KMS_KEY_ID when set); a test write with SSE-KMS and its cleanup (--no-write-test \
+        skips it); CloudWatch PutMetricData; inotify limits for the configured workspaces. \
         Exit 0 when every check passes, 1 otherwise.
         """
     )

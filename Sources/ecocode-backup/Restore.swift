@@ -27,11 +27,11 @@ struct Restore: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Bring a workspace (or some of its files) back as it was at a moment.",
         discussion: """
-        Works from any machine that can read the backup; no journal is needed. Each file is downloaded to a
-        temporary name in the target, verified against its SHA-256, given its mode and mtime, then renamed into
-        place; symlinks are recreated as links. Existing files in the target are left alone unless --overwrite.
-        Keys that would escape the target (absolute, '.', '..', empty segments, NUL, through a symlink) are
-        refused with a warning. \(PointInTime.accepted).
+        Works from any machine that can read the backup; no journal is needed. Each file is downloaded to a \
+        temporary name in the target, verified against its SHA-256, given its mode and mtime, then renamed into \
+        place; symlinks are recreated as links. Existing files in the target are left alone unless --overwrite. \
+        Keys that would escape the target (absolute, '.', '..', empty segments, NUL, through a symlink) are \
+        refused with a warning. TIME: \(PointInTime.accepted). \
         Exit: 0 when every chosen file was restored, 1 otherwise, 2 for a bad TIME or usage.
         """
     )

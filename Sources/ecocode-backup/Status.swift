@@ -8,9 +8,9 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Where things stand: agent, destination, workspaces, watcher, and the failure alarm.",
         discussion: """
-        Reads the journal read-only (works whether or not the agent runs; never blocks it). Exit 0 when healthy,
-        1 when degraded: pending work older than the agent's max delay, the alarm breached (more than 5 failed
-        sync attempts in 15 minutes), the watcher degraded (inotify limit reached), or the agent not running
+        Reads the journal read-only (works whether or not the agent runs; never blocks it). Exit 0 when healthy, \
+        1 when degraded: pending work older than the agent's max delay, the alarm breached (more than 5 failed \
+        sync attempts in 15 minutes), the watcher degraded (inotify limit reached), or the agent not running \
         while workspaces are configured (ECOCODE_BACKUP_WORKSPACES).
         """
     )

@@ -7,9 +7,9 @@ struct Sync: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "One reconcile-and-upload pass over a workspace.",
         discussion: """
-        Scans the workspace, queues every change since the last run, and makes it durable in the destination:
-        new and modified files are uploaded, touched files only update the journal, deleted files get a delete
-        marker, renamed files are copied server-side. Failed files are retried with backoff until --timeout;
+        Scans the workspace, queues every change since the last run, and makes it durable in the destination: \
+        new and modified files are uploaded, touched files only update the journal, deleted files get a delete \
+        marker, renamed files are copied server-side. Failed files are retried with backoff until --timeout; \
         exits 0 only if every change is durable, else 1 with a per-file summary.
         """
     )

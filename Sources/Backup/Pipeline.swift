@@ -86,7 +86,9 @@ public struct Pipeline: Sendable {
         let previous = tracked.files[path]
         if let previous, snapshot.matches(previous) { return .unchanged }
         guard snapshot.isRegular || snapshot.isSymlink else {
-            return .skipped("not a regular file or symlink")
+            // A backed-up file replaced by a directory (or a FIFO…) is gone as a file.
+            if previous != nil { return try delete(path, tracked: tracked) }
+            return snapshot.isDirectory ? .unchanged : .skipped("not a regular file or symlink")
         }
         guard path.utf8String != nil else { return .skipped("name is not valid UTF-8") }
         let source: SourceFile

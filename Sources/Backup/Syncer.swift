@@ -74,8 +74,10 @@ public final class Syncer: @unchecked Sendable {
                 try journal.enqueueLocked(workspace: workspace.id, path: f.path, kind: .upsert, at: now)
             }
             for path in tracked.keys where !seen.contains(path) && !queued.contains(path) {
-                // Still on disk means it is ignored now: stop tracking it, keep what is in the backup.
-                if (try? FileSnapshot.lstat(workspace.absolute(path))) ?? nil != nil {
+                // Still on disk as a file means it is ignored now: stop tracking it, keep what is in the backup.
+                // Gone, or replaced by a directory: it was deleted.
+                let onDisk = (try? FileSnapshot.lstat(workspace.absolute(path))) ?? nil
+                if let onDisk, onDisk.isRegular || onDisk.isSymlink {
                     try journal.forgetLocked(workspace: workspace.id, path: path)
                 } else {
                     try journal.enqueueLocked(workspace: workspace.id, path: path, kind: .delete, at: now)

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Signs, sends and retries requests for one service. S3 and CloudWatch clients are built on it.
 public struct AWSClient: Sendable {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One metric value for PutMetricData.
 public struct MetricDatum: Sendable, Equatable {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// AWS credentials. `description` never shows the secret or the session token.
@@ -103,7 +104,7 @@ public struct SharedConfigFiles: Sendable {
     let config: [String: [String: String]]
 
     public init(environment: [String: String]) {
-        let home = environment["HOME"] ?? NSHomeDirectory()
+        let home = environment["HOME"] ?? Env.home
         credentialsPath = environment["AWS_SHARED_CREDENTIALS_FILE"].map(Self.expandTilde(home)) ?? "\(home)/.aws/credentials"
         configPath = environment["AWS_CONFIG_FILE"].map(Self.expandTilde(home)) ?? "\(home)/.aws/config"
         credentials = Self.parseINI((try? String(contentsOfFile: credentialsPath, encoding: .utf8)) ?? "")
@@ -126,10 +127,10 @@ public struct SharedConfigFiles: Sendable {
         var sections: [String: [String: String]] = [:]
         var current: String?
         for raw in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmed
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("[") && line.hasSuffix("]") {
-                let name = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+                let name = line.dropFirst().dropLast().trimmed
                 current = name.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
                 if sections[current!] == nil { sections[current!] = [:] }
                 continue
@@ -138,8 +139,8 @@ public struct SharedConfigFiles: Sendable {
             // Indented lines continue a nested block (s3 = \n  max_concurrent_requests = 4): skip them.
             if raw.first == " " || raw.first == "\t" { continue }
             guard let eq = line.firstIndex(of: "=") else { continue }
-            let key = line[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
-            let value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            let key = line[..<eq].trimmed.lowercased()
+            let value = line[line.index(after: eq)...].trimmed
             sections[section]![key] = value
         }
         return sections
@@ -157,21 +158,11 @@ enum CredentialProcess {
     }
 
     static func run(_ command: String, profile: String) throws -> Credentials {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch {
-            throw CredentialsError(message: "credential_process of profile '\(profile)' could not start: \(error)")
-        }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CredentialsError(message: "credential_process of profile '\(profile)' exited with status \(process.terminationStatus): \(errText.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))")
+        let result = try ShellCommand.run(command)
+        let data = Data(result.stdout)
+        guard result.status == 0 else {
+            let errText = String(decoding: result.stderr, as: UTF8.self)
+            throw CredentialsError(message: "credential_process of profile '\(profile)' exited with status \(result.status): \(errText.prefix(300).trimmed)")
         }
         guard let parsed = try? JSONDecoder().decode(Output.self, from: data), parsed.Version == 1 else {
             throw CredentialsError(message: "credential_process of profile '\(profile)' did not print the expected JSON ({\"Version\": 1, \"AccessKeyId\": …, \"SecretAccessKey\": …})")

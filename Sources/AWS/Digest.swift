@@ -1,5 +1,6 @@
 import COpenSSL
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Incremental SHA-256 over OpenSSL's EVP interface (hardware-accelerated where the CPU allows).
 public struct SHA256: ~Copyable {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Where requests go and how they are signed, resolved once from settings and the AWS environment.
 public struct AWSContext: Sendable {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One HTTP request as it goes on the wire. `path` is already URI-encoded; query items are raw
 /// (decoded) and encoded once, in SigV4's canonical order, when the URL is built.
@@ -35,11 +36,11 @@ public struct HTTPRequest: Sendable {
     }
 
     public func header(_ name: String) -> String? {
-        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
     }
 
     public mutating func setHeader(_ name: String, _ value: String) {
-        headers.removeAll { $0.0.caseInsensitiveCompare(name) == .orderedSame }
+        headers.removeAll { $0.0.lowercased() == name.lowercased() }
         headers.append((name, value))
     }
 }

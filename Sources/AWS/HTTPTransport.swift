@@ -1,5 +1,6 @@
 import CCurl
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// A response: status, headers (names lowercased) and, unless streamed to a sink, the body.
@@ -270,7 +271,7 @@ final class TransferContext {
         }
         guard let colon = text.firstIndex(of: ":") else { return }
         let name = text[..<colon].lowercased()
-        let value = text[text.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        let value = text[text.index(after: colon)...].trimmed
         if let existing = headers[name] { headers[name] = existing + "," + value } else { headers[name] = value }
     }
 }

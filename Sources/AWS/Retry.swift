@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Retries one request the way the AWS SDKs' "standard" mode does: full-jitter exponential backoff

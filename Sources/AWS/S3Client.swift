@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Typed S3 operations on one bucket. Thread-safe; connections are reused through the transport's pool.
 public struct S3Client: Sendable {

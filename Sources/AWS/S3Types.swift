@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// SSE-KMS for every write: `x-amz-server-side-encryption: aws:kms`, the key when one is configured.
 public struct ServerSideEncryption: Sendable, Equatable {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The agent's settings, from (highest first) command-line flags, the environment, then the
 /// env-style file `$XDG_CONFIG_HOME/ecocode/backup.env`. Variable names follow the EcoCode cloud guide.
@@ -31,7 +32,7 @@ public struct Settings: Sendable {
 
     public static func configFilePath(environment: [String: String]) -> String {
         let base = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+            ?? (environment["HOME"] ?? Env.home) + "/.config"
         return base + "/ecocode/backup.env"
     }
 
@@ -53,7 +54,7 @@ public struct Settings: Sendable {
         for (k, v) in flags { merged[k] = v; sources[k] = .flag }
 
         func value(_ name: String) -> String? {
-            guard let v = merged[name]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+            guard let v = merged[name]?.trimmed, !v.isEmpty else { return nil }
             return v
         }
 
@@ -65,10 +66,10 @@ public struct Settings: Sendable {
         }
         let region = try value("ECOCODE_AWS_REGION_NAME").map { try validateRegion($0, variable: "ECOCODE_AWS_REGION_NAME") }
         let kms = try value("ECOCODE_AWS_KMS_KEY_ID").map { try validateKMSKey($0) }
-        let user = merged["USER"] ?? merged["LOGNAME"] ?? NSUserName()
+        let user = merged["USER"] ?? merged["LOGNAME"] ?? Env.userName
         let prefix = try validatePrefix(value("ECOCODE_BACKUP_PREFIX") ?? "workspaces/\(user)")
         let stateHome = merged["XDG_STATE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-            ?? (merged["HOME"] ?? NSHomeDirectory()) + "/.local/state"
+            ?? (merged["HOME"] ?? Env.home) + "/.local/state"
         let stateDir = value("ECOCODE_BACKUP_STATE_DIR") ?? stateHome + "/ecocode-backup"
         guard stateDir.hasPrefix("/") else {
             throw SettingsError(variable: "ECOCODE_BACKUP_STATE_DIR", message: "must be an absolute path, got '\(stateDir)'")
@@ -129,7 +130,7 @@ public struct Settings: Sendable {
         let ok = !key.contains(where: { $0.isWhitespace })
             && (key.hasPrefix("arn:aws") && key.contains(":kms:")
                 || key.hasPrefix("alias/") && key.count > 6
-                || key.range(of: #"^(mrk-)?[0-9a-fA-F-]{32,36}$"#, options: .regularExpression) != nil)
+                || key.wholeMatch(of: /(mrk-)?[0-9a-fA-F-]{32,36}/) != nil)
         guard ok else {
             throw SettingsError(variable: "ECOCODE_AWS_KMS_KEY_ID",
                                 message: "'\(key)' is not a KMS key id, key ARN, alias/NAME or alias ARN")
@@ -161,25 +162,25 @@ public enum EnvFile {
     public static func parse(_ text: String, path: String) throws -> [String: String] {
         var values: [String: String] = [:]
         for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            var line = raw.trimmingCharacters(in: .whitespaces)
+            var line = raw.trimmed
             if line.isEmpty || line.hasPrefix("#") { continue }
-            if line.hasPrefix("export ") { line = String(line.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
+            if line.hasPrefix("export ") { line = String(line.dropFirst(7)).trimmed }
             guard let eq = line.firstIndex(of: "="),
-                  case let key = line[..<eq].trimmingCharacters(in: .whitespaces),
+                  case let key = line[..<eq].trimmed,
                   !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
                 throw SettingsError(variable: "\(path):\(index + 1)", message: "is not a KEY=value line")
             }
-            var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: eq)...].trimmed
             if let q = value.first, q == "\"" || q == "'" {
                 let rest = value.dropFirst()
                 guard let close = rest.firstIndex(of: q),
-                      case let after = rest[rest.index(after: close)...].trimmingCharacters(in: .whitespaces),
+                      case let after = rest[rest.index(after: close)...].trimmed,
                       after.isEmpty || after.hasPrefix("#") else {
                     throw SettingsError(variable: "\(path):\(index + 1)", message: "has an unterminated quote")
                 }
                 value = String(rest[..<close])
-            } else if let hash = value.range(of: " #") {
-                value = value[..<hash.lowerBound].trimmingCharacters(in: .whitespaces)
+            } else if let hash = value.firstRange(of: " #") {
+                value = value[..<hash.lowerBound].trimmed
             }
             values[key] = value
         }

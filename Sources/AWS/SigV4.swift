@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// AWS Signature Version 4, header form.
 /// S3 signs the wire path as it is (encoded once, never normalized); other services normalize the

@@ -1,5 +1,7 @@
 import CSystem
-import Foundation
+import FoundationEssentials
+import Dispatch
+import Glibc
 import Journal
 import Synchronization
 
@@ -30,8 +32,8 @@ public final class Agent: @unchecked Sendable {
     let log: @Sendable (Level, String) -> Void
     let watcher: Watcher
     let stopping = Atomic<Bool>(false)
-    let wakeLock = NSCondition()
-    var wakeRequested = false
+    /// Signalled when events were journaled (or on stop); the worker waits on it between passes.
+    let wakeSignal = DispatchSemaphore(value: 0)
     let stopPipe: (read: Int32, write: Int32)
     let startedAt = Date()
     let modeState = Mutex<(online: Bool, reason: String)>((true, ""))
@@ -62,7 +64,7 @@ public final class Agent: @unchecked Sendable {
         let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileError(path: path, errno: errno) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed ?? "?"
             close(fd)
             throw AgentError.alreadyRunning(pid: holder, lockFile: path)
         }
@@ -80,18 +82,16 @@ public final class Agent: @unchecked Sendable {
             watcher.watchTree(workspace: i, dir: RelativePath(bytes: []))
             let problems = try s.reconcile()
             for p in problems { log(.warning, "skipped \(p)") }
-            log(.info, String(format: "watching %@ (%d directories, %.2f s)", s.workspace.root, watcher.watchCount, Date().timeIntervalSince(t)))
+            log(.info, "watching \(s.workspace.root) (\(watcher.watchCount) directories, \(Date().timeIntervalSince(t).fixed(2)) s)")
         }
         // The startup scan's transient tables are freed now: hand the pages back so the idle agent stays small.
         malloc_trim(0)
         try writeHeartbeat(state: "running")
         let doneSignal = DispatchSemaphore(value: 0)
-        let workerThread = Thread { [self] in
+        DispatchQueue(label: "ecocode-backup.worker").async { [self] in
             workerLoop()
             doneSignal.signal()
         }
-        workerThread.name = "ecocode-backup-worker"
-        workerThread.start()
         try eventLoop()
 
         // Shutdown: no new work; give in-flight work the grace period, then go.
@@ -108,10 +108,7 @@ public final class Agent: @unchecked Sendable {
     }
 
     func wake() {
-        wakeLock.lock()
-        wakeRequested = true
-        wakeLock.signal()
-        wakeLock.unlock()
+        wakeSignal.signal()
     }
 
     /// Blocks in poll(2) on inotify and the stop pipe; journals events; rescans degraded subtrees.
@@ -250,27 +247,56 @@ public final class Agent: @unchecked Sendable {
                     syncers.first?.metrics?.publish(journal: journal)
                 }
             }
-            wakeLock.lock()
-            while !wakeRequested && !stopping.load(ordering: .relaxed) {
-                if !wakeLock.wait(until: wakeAt) { break }
+            if !stopping.load(ordering: .relaxed) {
+                let seconds = max(0, wakeAt.timeIntervalSinceNow)
+                _ = wakeSignal.wait(timeout: .now() + .milliseconds(Int(seconds * 1000)))
             }
-            wakeRequested = false
-            wakeLock.unlock()
         }
     }
 
     /// The heartbeat `status` reads: pid, start, last beat, mode and why, watcher health.
     func writeHeartbeat(state: String) throws {
         let mode = modeState.withLock { $0 }
-        let beat: [String: Any] = [
-            "state": state, "pid": Int(getpid()), "started": startedAt.timeIntervalSince1970,
-            "heartbeat": Date().timeIntervalSince1970, "mode": mode.online ? "online" : "local-only", "reason": mode.reason,
-            "watches": watcher.watchCount, "watch_limit": Watcher.systemWatchLimit, "overflows": watcher.overflows,
-            "degraded": watcher.degraded.map { syncers[$0.workspace].workspace.absolute($0.dir) },
-            "debounce": options.debounce, "max_delay": options.maxDelay,
-        ]
-        let data = try JSONSerialization.data(withJSONObject: beat, options: [.sortedKeys, .withoutEscapingSlashes])
-        try journal.setState("agent", String(decoding: data, as: UTF8.self))
+        let beat = Heartbeat(state: state, pid: Int(getpid()), started: startedAt.timeIntervalSince1970,
+                             heartbeat: Date().timeIntervalSince1970, mode: mode.online ? "online" : "local-only",
+                             reason: mode.reason, watches: watcher.watchCount, watchLimit: Watcher.systemWatchLimit,
+                             overflows: watcher.overflows,
+                             degraded: watcher.degraded.map { syncers[$0.workspace].workspace.absolute($0.dir) },
+                             debounce: options.debounce, maxDelay: options.maxDelay)
+        try journal.setState(Heartbeat.stateKey, beat.json)
+    }
+}
+
+/// What a running agent writes to the journal every few seconds, for `status`.
+public struct Heartbeat: Codable, Sendable {
+    public static let stateKey = "agent"
+    public var state: String
+    public var pid: Int
+    public var started: Double
+    public var heartbeat: Double
+    public var mode: String
+    public var reason: String
+    public var watches: Int
+    public var watchLimit: Int
+    public var overflows: Int
+    public var degraded: [String]
+    public var debounce: Double
+    public var maxDelay: Double
+
+    enum CodingKeys: String, CodingKey {
+        case state, pid, started, heartbeat, mode, reason, watches, watchLimit = "watch_limit", overflows, degraded,
+             debounce, maxDelay = "max_delay"
+    }
+
+    var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    public static func read(_ journal: Journal) -> Heartbeat? {
+        guard let text = try? journal.state(stateKey) else { return nil }
+        return try? JSONDecoder().decode(Heartbeat.self, from: Data(text.utf8))
     }
 }
 

@@ -1,5 +1,6 @@
 import AWS
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 /// The parts of `lstat` that tell whether a file changed.

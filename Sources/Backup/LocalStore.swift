@@ -1,5 +1,6 @@
 import AWS
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 /// The local versioned store, for machines without a bucket: same version and delete-marker semantics as
@@ -7,7 +8,7 @@ import Journal
 public final class LocalStore: ObjectStore, @unchecked Sendable {
     public let root: String
     let index: SQLiteDatabase
-    let lock = NSLock()
+    let lock = Lock()
 
     public init(root: String) throws {
         self.root = root
@@ -35,7 +36,7 @@ public final class LocalStore: ObjectStore, @unchecked Sendable {
         let sha = source.sha256.hex
         let dest = objectPath(sha)
         if !FileManager.default.fileExists(atPath: dest) {
-            try Journal.makePrivateDirectory((dest as NSString).deletingLastPathComponent)
+            try Journal.makePrivateDirectory(String(dest[..<dest.lastIndex(of: "/")!]))
             let tmp = "\(root)/tmp/\(UUID().uuidString)"
             defer { unlink(tmp) }
             let copied = try copyHashing(source: source, to: tmp)

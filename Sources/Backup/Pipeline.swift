@@ -1,5 +1,6 @@
 import AWS
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 /// A workspace as the pipeline sees it.

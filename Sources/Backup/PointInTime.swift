@@ -1,4 +1,6 @@
-import Foundation
+import AWS
+import FoundationEssentials
+import Glibc
 
 /// The moments `restore --at` understands.
 public enum PointInTime {
@@ -13,21 +15,22 @@ public enum PointInTime {
         public var description: String { "cannot read the time '\(input)'; \(PointInTime.accepted)" }
     }
 
-    public static func parse(_ raw: String, now: Date = Date(), timeZone: TimeZone = .current) throws -> Date {
-        let s = raw.trimmingCharacters(in: .whitespaces)
+    /// Local times (no offset) are read in the process's time zone (`TZ`).
+    public static func parse(_ raw: String, now: Date = Date()) throws -> Date {
+        let s = raw.trimmed
         if s.lowercased() == "now" { return now }
         if s.hasPrefix("@"), let secs = Double(s.dropFirst()), secs.isFinite { return Date(timeIntervalSince1970: secs) }
         if let d = relative(s.lowercased(), now: now) { return d }
-        if let d = absolute(s, localZone: timeZone) { return d }
+        if let d = absolute(s) { return d }
         throw ParseError(input: raw)
     }
 
     static func relative(_ s: String, now: Date) -> Date? {
         guard s.hasSuffix(" ago") else { return nil }
-        let body = s.dropLast(4).trimmingCharacters(in: .whitespaces)
+        let body = s.dropLast(4).trimmed
         let digits = body.prefix { $0.isNumber }
         guard let n = Double(digits), !digits.isEmpty else { return nil }
-        let unit = body.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        let unit = body.dropFirst(digits.count).trimmed
         let seconds: Double
         switch unit {
         case "s", "sec", "secs", "second", "seconds": seconds = 1
@@ -39,60 +42,27 @@ public enum PointInTime {
         return now.addingTimeInterval(-n * seconds)
     }
 
-    /// `YYYY-MM-DD[T ]HH:MM[:SS[.fff]]` then `Z`, `±HH:MM`, `±HHMM`, or nothing (local time).
-    static func absolute(_ s: String, localZone: TimeZone) -> Date? {
-        let chars = Array(s.utf8)
-        var i = 0
-        func number(_ count: Int) -> Int? {
-            guard i + count <= chars.count, chars[i..<(i + count)].allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-            defer { i += count }
-            return chars[i..<(i + count)].reduce(0) { $0 * 10 + Int($1 - 48) }
-        }
-        func expect(_ c: Character) -> Bool {
-            guard i < chars.count, chars[i] == c.asciiValue! else { return false }
-            i += 1
-            return true
-        }
-        guard let year = number(4), expect("-"), let month = number(2), expect("-"), let day = number(2) else { return nil }
-        guard i < chars.count, chars[i] == UInt8(ascii: "T") || chars[i] == UInt8(ascii: "t") || chars[i] == UInt8(ascii: " ") else { return nil }
-        i += 1
-        guard let hour = number(2), expect(":"), let minute = number(2) else { return nil }
-        var second = 0
-        var fraction = 0.0
-        if expect(":") {
-            guard let sec = number(2) else { return nil }
-            second = sec
-            if expect(".") {
-                let start = i
-                while i < chars.count, chars[i] >= 48, chars[i] <= 57 { i += 1 }
-                guard i > start, let f = Double("0." + String(decoding: chars[start..<i], as: UTF8.self)) else { return nil }
-                fraction = f
-            }
-        }
-        var zone: TimeZone? = localZone
-        if i < chars.count {
-            if chars[i] == UInt8(ascii: "Z") || chars[i] == UInt8(ascii: "z") {
-                zone = TimeZone(secondsFromGMT: 0)
-                i += 1
-            } else if chars[i] == UInt8(ascii: "+") || chars[i] == UInt8(ascii: "-") {
-                let sign = chars[i] == UInt8(ascii: "-") ? -1 : 1
-                i += 1
-                guard let oh = number(2) else { return nil }
-                _ = expect(":")
-                guard let om = number(2), oh < 24, om < 60 else { return nil }
-                zone = TimeZone(secondsFromGMT: sign * (oh * 3600 + om * 60))
-            } else {
+    static func absolute(_ s: String) -> Date? {
+        guard let p = DateTimeText.parse(s) else { return nil }
+        if let offset = p.offsetSeconds {
+            guard let base = AWSTime.utc(year: p.year, month: p.month, day: p.day, hour: p.hour, minute: p.minute, second: p.second) else {
                 return nil
             }
+            return Date(timeIntervalSince1970: base - Double(offset) + p.fraction)
         }
-        guard i == chars.count, let zone, (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else {
+        // Local time: mktime applies the zone's offset and daylight saving for that date.
+        guard AWSTime.utc(year: p.year, month: p.month, day: p.day, hour: p.hour, minute: p.minute, second: p.second) != nil else {
             return nil
         }
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
-        let parts = DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
-        guard let date = calendar.date(from: parts),
-              calendar.component(.day, from: date) == day else { return nil }  // 2026-02-30 is not a day
-        return date.addingTimeInterval(fraction)
+        var t = tm()
+        t.tm_year = Int32(p.year - 1900)
+        t.tm_mon = Int32(p.month - 1)
+        t.tm_mday = Int32(p.day)
+        t.tm_hour = Int32(p.hour)
+        t.tm_min = Int32(p.minute)
+        t.tm_sec = Int32(p.second)
+        t.tm_isdst = -1
+        let secs = mktime(&t)
+        return secs == -1 ? nil : Date(timeIntervalSince1970: Double(secs) + p.fraction)
     }
 }

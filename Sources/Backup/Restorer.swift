@@ -1,5 +1,7 @@
 import AWS
-import Foundation
+import FoundationEssentials
+import Dispatch
+import Glibc
 import Journal
 import Synchronization
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 /// One backup candidate found by a scan.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 /// inotify on every non-ignored directory of the watched workspaces. Turns kernel events into
@@ -47,7 +48,7 @@ public final class Watcher {
 
     public static var systemWatchLimit: Int {
         (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_user_watches", encoding: .utf8))
-            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+            .flatMap { Int($0.trimmed) } ?? 0
     }
 
     func absolute(_ ws: Int, _ dir: RelativePath) -> String {

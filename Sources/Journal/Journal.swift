@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What the journal knows about a file that is backed up.
 public struct FileRecord: Sendable, Equatable {
@@ -76,7 +77,7 @@ public struct BufferedMetric: Sendable {
 public final class Journal: @unchecked Sendable {
     public static let schemaVersion = 2
     let db: SQLiteDatabase
-    let lock = NSLock()
+    let lock = Lock()
     public let path: String
     /// The schema this file has: read-only openers (status) may meet a journal an older agent wrote.
     public private(set) var schema = 0
@@ -106,15 +107,15 @@ public final class Journal: @unchecked Sendable {
     }
 
     public static func makePrivateDirectory(_ dir: String) throws {
-        var isDir: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+        var st = stat()
+        if stat(dir, &st) != 0 {
             do {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o700])
             } catch {
-                throw JournalError.permissions(path: dir, message: "cannot create the state directory: \(error.localizedDescription)")
+                throw JournalError.permissions(path: dir, message: "cannot create the state directory: \(error)")
             }
-        } else if !isDir.boolValue {
+        } else if st.st_mode & S_IFMT != S_IFDIR {
             throw JournalError.permissions(path: dir, message: "is not a directory (ECOCODE_BACKUP_STATE_DIR)")
         }
         chmod(dir, 0o700)

@@ -1,5 +1,6 @@
 import CSQLite
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A thin typed wrapper over one libsqlite3 connection. Not thread-safe by itself: `Journal` serializes use.
 public final class SQLiteDatabase {

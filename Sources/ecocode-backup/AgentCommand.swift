@@ -1,7 +1,8 @@
 import ArgumentParser
 import Backup
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 struct AgentCommand: ParsableCommand {

@@ -1,7 +1,8 @@
 import AWS
 import ArgumentParser
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 struct Doctor: ParsableCommand {

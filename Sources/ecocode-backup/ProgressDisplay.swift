@@ -1,5 +1,7 @@
 import Backup
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// A one-line progress bar on a terminal (files, bytes, rate); silent when stderr is not a TTY.
 final class ProgressDisplay: @unchecked Sendable {
@@ -19,9 +21,9 @@ final class ProgressDisplay: @unchecked Sendable {
             let width = 24
             let filled = s.total == 0 ? 0 : width * s.done / max(1, s.total)
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-            let line = String(format: "\r[%@] %d/%d files  %.1f MiB  %.1f MiB/s ", bar, s.done, s.total,
-                              Double(s.bytes) / 1_048_576, Double(s.bytes) / 1_048_576 / elapsed)
-            FileHandle.standardError.write(Data(line.utf8))
+            let mib = Double(s.bytes) / 1_048_576
+            let line = "\r[\(bar)] \(s.done)/\(s.total) files  \(mib.fixed(1)) MiB  \((mib / elapsed).fixed(1)) MiB/s "
+            _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
         }
         t.resume()
         timer = t
@@ -30,6 +32,6 @@ final class ProgressDisplay: @unchecked Sendable {
     func stop() {
         guard let timer else { return }
         timer.cancel()
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        _ = "\r\u{1B}[K".withCString { write(STDERR_FILENO, $0, strlen($0)) }
     }
 }

@@ -1,7 +1,8 @@
 import AWS
 import ArgumentParser
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 /// Which workspace a read-only command (restore, versions) means: needs only settings and the store.
@@ -16,7 +17,7 @@ struct WorkspaceSelection: ParsableArguments {
             dir = w.hasPrefix("/") ? w : FileManager.default.currentDirectoryPath + "/" + w
             while dir!.count > 1 && dir!.hasSuffix("/") { dir!.removeLast() }
         }
-        guard let n = name ?? dir.map({ ($0 as NSString).lastPathComponent }), !n.isEmpty, !n.contains("/"), n != ".", n != ".." else {
+        guard let n = name ?? dir.map({ $0.lastPathComponent }), !n.isEmpty, !n.contains("/"), n != ".", n != ".." else {
             throw Runtime.fail("say which workspace: --workspace DIR or --name NAME", Exit.usage)
         }
         return (n, Workspace.keyPrefix(prefix: runtime.settings.prefix, name: n), dir)
@@ -53,7 +54,7 @@ struct Restore: ParsableCommand {
         let runtime = try Runtime(options: settings)
         let ws = try selection.resolve(runtime)
         let stamp = Self.stamp(moment)
-        let base = ws.dir.map { ($0 as NSString).deletingLastPathComponent } ?? FileManager.default.currentDirectoryPath
+        let base = ws.dir.map { $0.deletingLastPathComponent } ?? FileManager.default.currentDirectoryPath
         var target = to ?? "\(base)/\(ws.name)-restored-\(stamp)"
         if !target.hasPrefix("/") { target = FileManager.default.currentDirectoryPath + "/" + target }
         var restorer = Restorer(store: runtime.store, prefix: ws.prefix, target: target)
@@ -79,7 +80,7 @@ struct Restore: ParsableCommand {
         do {
             try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
         } catch {
-            throw Runtime.fail("cannot create the target \(target): \(error.localizedDescription)", Exit.usage)
+            throw Runtime.fail("cannot create the target \(target): \(error)", Exit.usage)
         }
         let progress = SyncProgress()
         let display = ProgressDisplay(progress: progress)
@@ -96,18 +97,17 @@ struct Restore: ParsableCommand {
         var t = time_t(d.timeIntervalSince1970)
         var parts = tm()
         localtime_r(&t, &parts)
-        return String(format: "%04d%02d%02d-%02d%02d%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-                      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
+        return (Int(parts.tm_year) + 1900).padded(4) + (Int(parts.tm_mon) + 1).padded(2) + Int(parts.tm_mday).padded(2) + "-"
+            + Int(parts.tm_hour).padded(2) + Int(parts.tm_min).padded(2) + Int(parts.tm_sec).padded(2)
     }
 
     func printPlan(_ entries: [RestoreEntry], moment: Date, target: String) throws {
         if json {
-            let rows: [[String: Any]] = entries.map {
-                ["path": $0.path.description, "version_id": $0.version.versionId, "size": $0.version.size,
-                 "last_modified": AWSTime.iso8601($0.version.lastModified)]
+            let rows: [JSONValue] = entries.map {
+                ["path": .string($0.path.description), "version_id": .string($0.version.versionId), "size": .int($0.version.size),
+                 "last_modified": .string(AWSTime.iso8601($0.version.lastModified))]
             }
-            let doc: [String: Any] = ["at": AWSTime.iso8601(moment), "target": target, "plan": rows]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
+            print(JSONValue.object(["at": .string(AWSTime.iso8601(moment)), "target": .string(target), "plan": .array(rows)]).rendered)
             return
         }
         print("restore plan for \(AWSTime.iso8601(moment)) into \(target) (dry run: nothing written)")
@@ -119,21 +119,17 @@ struct Restore: ParsableCommand {
 
     func printReport(_ r: RestoreReport, target: String) throws {
         if json {
-            let doc: [String: Any] = [
-                "target": target, "restored": r.restored, "bytes": r.bytes, "seconds": r.seconds,
-                "skipped": r.skipped.map { ["path": $0.key, "reason": $0.reason] },
-                "failed": r.failed.map { ["path": $0.key, "reason": $0.reason] },
-            ]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
+            let list = { (items: [RestoreSkip]) -> JSONValue in
+                .array(items.map { ["path": .string($0.key), "reason": .string($0.reason)] })
+            }
+            print(JSONValue.object(["target": .string(target), "restored": .from(r.restored), "bytes": .int(r.bytes),
+                                    "seconds": .double(r.seconds), "skipped": list(r.skipped), "failed": list(r.failed)]).rendered)
             return
         }
-        for s in r.skipped { FileHandle.standardError.write(Data("  skipped \(s.key): \(s.reason)\n".utf8)) }
-        for f in r.failed { FileHandle.standardError.write(Data("  FAILED \(f.key): \(f.reason)\n".utf8)) }
-        print(String(format: "restored %d file(s), %.1f MiB into %@ in %.1f s; %d skipped, %d failed", r.restored,
-                     Double(r.bytes) / 1_048_576, target, r.seconds, r.skipped.count, r.failed.count))
+        for s in r.skipped { printError("  skipped \(s.key): \(s.reason)") }
+        for f in r.failed { printError("  FAILED \(f.key): \(f.reason)") }
+        print("restored \(r.restored) file(s), \((Double(r.bytes) / 1_048_576).fixed(1)) MiB into \(target) in \(r.seconds.fixed(1)) s; "
+              + "\(r.skipped.count) skipped, \(r.failed.count) failed")
     }
 }
 
-extension String {
-    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
-}

@@ -1,7 +1,8 @@
 import AWS
 import ArgumentParser
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 import Logging
 
@@ -51,7 +52,7 @@ struct Runtime {
     }
 
     static func fail(_ message: String, _ code: ExitCode) -> ExitCode {
-        FileHandle.standardError.write(Data("ecocode-backup: \(message)\n".utf8))
+        printError("ecocode-backup: \(message)")
         return code
     }
 
@@ -77,7 +78,7 @@ struct Runtime {
             metrics = MetricsPublisher(cloudWatch: CloudWatchClient(context: context, transport: transport, retrier: retrier))
         } else {
             let env = settings.environment
-            let dataHome = env["XDG_DATA_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? (env["HOME"] ?? NSHomeDirectory()) + "/.local/share"
+            let dataHome = env["XDG_DATA_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? (env["HOME"] ?? Env.home) + "/.local/share"
             do { store = try LocalStore(root: dataHome + "/ecocode-backup/store") } catch {
                 throw Self.fail("cannot open the local store: \(error)", Exit.journal)
             }
@@ -103,11 +104,11 @@ struct Runtime {
         }
         let root = String(cString: real)
         free(real)
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
+        var st = stat()
+        guard stat(root, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
             throw Self.fail("workspace \(dir) is not a directory", Exit.usage)
         }
-        let wsName = name ?? (root as NSString).lastPathComponent
+        let wsName = name ?? root.lastPathComponent
         guard !wsName.isEmpty, !wsName.contains("/"), wsName != ".", wsName != ".." else {
             throw Self.fail("workspace name '\(wsName)' must be a single path segment (use --name)", Exit.usage)
         }

@@ -1,7 +1,8 @@
 import AWS
 import ArgumentParser
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 struct Status: ParsableCommand {
@@ -35,16 +36,11 @@ struct Status: ParsableCommand {
             }
         }
         // The agent: its heartbeat, and whether it still holds the lock.
-        var beat: [String: Any] = [:]
-        if let text = try journal?.state("agent"), let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] {
-            beat = obj
-        }
-        let pid = beat["pid"] as? Int
-        let running = Self.lockHeld(stateDir: loaded.stateDir) && beat["state"] as? String == "running"
-        let heartbeat = beat["heartbeat"] as? Double
-        let maxDelay = beat["max_delay"] as? Double ?? 30
-        let debounce = beat["debounce"] as? Double ?? 1
-        let mode = running ? (beat["mode"] as? String ?? "online") : "stopped"
+        let beat = journal.flatMap(Heartbeat.read)
+        let running = Self.lockHeld(stateDir: loaded.stateDir) && beat?.state == "running"
+        let maxDelay = beat?.maxDelay ?? 30
+        let debounce = beat?.debounce ?? 1
+        let mode = running ? (beat?.mode ?? "online") : "stopped"
 
         let summaries: [Journal.WorkspaceSummary]
         do {
@@ -54,7 +50,7 @@ struct Status: ParsableCommand {
         }
         let failures = summaries.reduce(0) { $0 + $1.failuresSince }
         let breached = failures > Self.alarmThreshold
-        let degradedDirs = running ? (beat["degraded"] as? [String] ?? []) : []
+        let degradedDirs = running ? (beat?.degraded ?? []) : []
         let configured = (loaded.environment["ECOCODE_BACKUP_WORKSPACES"] ?? "").split(separator: ":").filter { !$0.isEmpty }
 
         var problems: [String] = []
@@ -66,42 +62,43 @@ struct Status: ParsableCommand {
         if breached { problems.append("alarm \(Self.alarmName): \(failures) failed sync attempts in the last \(Self.alarmWindowMinutes) minutes (threshold \(Self.alarmThreshold))") }
         if !degradedDirs.isEmpty { problems.append("watcher degraded: \(degradedDirs.count) subtree(s) unwatched (fs.inotify.max_user_watches)") }
         if !configured.isEmpty && !running { problems.append("agent not running while workspaces are configured (systemctl --user start ecocode-backup)") }
-        if running, mode != "online" { problems.append("agent is local-only: \(beat["reason"] as? String ?? "destination unreachable")") }
+        if running, mode != "online" { problems.append("agent is local-only: \(beat?.reason ?? "destination unreachable")") }
 
-        let destination: [String: Any] = loaded.usesS3
-            ? ["kind": "s3", "bucket": loaded.bucket ?? "", "prefix": loaded.prefix, "region": loaded.region ?? loaded.environment["AWS_REGION"] ?? "", "mode": mode]
-            : ["kind": "local", "path": Self.localStorePath(loaded), "prefix": loaded.prefix, "mode": mode]
-        let doc: [String: Any] = [
-            "agent": ["running": running, "pid": pid.map { $0 as Any } ?? NSNull(),
-                      "last_heartbeat": heartbeat.map { AWSTime.iso8601(Date(timeIntervalSince1970: $0)) as Any } ?? NSNull(),
-                      "uptime_seconds": running ? (beat["started"] as? Double).map { Int(now - $0) as Any } ?? NSNull() : NSNull(),
-                      "mode": mode, "reason": beat["reason"] as? String ?? ""],
+        func time(_ t: Double?) -> JSONValue { t.map { .string(AWSTime.iso8601(Date(timeIntervalSince1970: $0))) } ?? .null }
+        let destination: JSONValue = loaded.usesS3
+            ? ["kind": "s3", "bucket": .from(loaded.bucket), "prefix": .string(loaded.prefix),
+               "region": .string(loaded.region ?? loaded.environment["AWS_REGION"] ?? ""), "mode": .string(mode)]
+            : ["kind": "local", "path": .string(Self.localStorePath(loaded)), "prefix": .string(loaded.prefix), "mode": .string(mode)]
+        let workspaces: [JSONValue] = summaries.map { w in
+            ["path": .string(w.root), "name": .string(w.name), "prefix": .string(w.keyPrefix), "tracked_files": .from(w.trackedFiles),
+             "pending_changes": .from(w.pending), "oldest_pending_seconds": .from(w.oldestPending.map { Int(now - $0) }),
+             "in_flight": .from(w.inFlight), "last_success": time(w.lastSuccess), "failures_15m": .from(w.failuresSince),
+             "bytes_uploaded_24h": .int(w.bytesSince)]
+        }
+        let doc: JSONValue = [
+            "agent": ["running": .bool(running), "pid": .from(beat?.pid), "last_heartbeat": time(beat?.heartbeat),
+                      "uptime_seconds": running ? .from(beat.map { Int(now - $0.started) }) : .null,
+                      "mode": .string(mode), "reason": .string(beat?.reason ?? "")],
             "destination": destination,
-            "workspaces": summaries.map { w -> [String: Any] in
-                ["path": w.root, "name": w.name, "prefix": w.keyPrefix, "tracked_files": w.trackedFiles,
-                 "pending_changes": w.pending,
-                 "oldest_pending_seconds": w.oldestPending.map { Int(now - $0) as Any } ?? NSNull(),
-                 "in_flight": w.inFlight,
-                 "last_success": w.lastSuccess.map { AWSTime.iso8601(Date(timeIntervalSince1970: $0)) as Any } ?? NSNull(),
-                 "failures_15m": w.failuresSince, "bytes_uploaded_24h": w.bytesSince]
-            },
-            "watcher": ["watches": running ? beat["watches"] as? Int ?? 0 : 0, "limit": Watcher.systemWatchLimit,
-                        "overflows": beat["overflows"] as? Int ?? 0, "degraded": degradedDirs],
-            "alarm": ["name": Self.alarmName, "threshold": Self.alarmThreshold, "window_minutes": Self.alarmWindowMinutes,
-                      "failures": failures, "breached": breached],
-            "healthy": problems.isEmpty,
-            "problems": problems,
+            "workspaces": .array(workspaces),
+            "watcher": ["watches": .from(running ? beat?.watches ?? 0 : 0), "limit": .from(Watcher.systemWatchLimit),
+                        "overflows": .from(beat?.overflows ?? 0), "degraded": .array(degradedDirs.map { .string($0) })],
+            "alarm": ["name": .string(Self.alarmName), "threshold": .from(Self.alarmThreshold), "window_minutes": .from(Self.alarmWindowMinutes),
+                      "failures": .from(failures), "breached": .bool(breached)],
+            "healthy": .bool(problems.isEmpty),
+            "problems": .array(problems.map { .string($0) }),
         ]
         if json {
-            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
+            print(doc.rendered)
         } else {
-            printHuman(doc, summaries: summaries, problems: problems, now: now)
+            printHuman(running: running, beat: beat, loaded: loaded, mode: mode, summaries: summaries, failures: failures,
+                       breached: breached, problems: problems, now: now)
         }
         if !problems.isEmpty { throw ExitCode(1) }
     }
 
     static func localStorePath(_ s: Settings) -> String {
-        (s.environment["XDG_DATA_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? (s.environment["HOME"] ?? NSHomeDirectory()) + "/.local/share")
+        (s.environment["XDG_DATA_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? (s.environment["HOME"] ?? Env.home) + "/.local/share")
             + "/ecocode-backup/store"
     }
 
@@ -114,35 +111,33 @@ struct Status: ParsableCommand {
         return true
     }
 
-    func printHuman(_ doc: [String: Any], summaries: [Journal.WorkspaceSummary], problems: [String], now: Double) {
+    func printHuman(running: Bool, beat: Heartbeat?, loaded: Settings, mode: String, summaries: [Journal.WorkspaceSummary],
+                    failures: Int, breached: Bool, problems: [String], now: Double) {
         let tty = isatty(STDOUT_FILENO) == 1
         func paint(_ s: String, _ code: String) -> String { tty ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
-        let agent = doc["agent"] as! [String: Any]
-        let dest = doc["destination"] as! [String: Any]
-        let alarm = doc["alarm"] as! [String: Any]
-        let running = agent["running"] as! Bool
-        print("agent        " + (running ? paint("running", "32") + " pid \(agent["pid"]!) up \(agent["uptime_seconds"]!) s, \(agent["mode"]!)"
-                                          : paint("not running", "33")))
-        if dest["kind"] as! String == "s3" {
-            print("destination  s3://\(dest["bucket"]!)/\(dest["prefix"]!) (\(dest["region"]!))")
+        if running, let beat {
+            print("agent        " + paint("running", "32") + " pid \(beat.pid), up \(Int(now - beat.started)) s, \(mode)")
         } else {
-            print("destination  local store \(dest["path"]!) (prefix \(dest["prefix"]!))")
+            print("agent        " + paint("not running", "33"))
+        }
+        if loaded.usesS3 {
+            print("destination  s3://\(loaded.bucket ?? "")/\(loaded.prefix) (\(loaded.region ?? loaded.environment["AWS_REGION"] ?? "region from profile"))")
+        } else {
+            print("destination  local store \(Self.localStorePath(loaded)) (prefix \(loaded.prefix))")
         }
         print("")
-        print("workspace".padding(toLength: 24, withPad: " ", startingAt: 0) + "tracked".leftPad(9) + "pending".leftPad(9)
-              + "oldest".leftPad(8) + "uploads".leftPad(9) + "fail15m".leftPad(9) + "  last success")
+        print("workspace".rightPad(24) + "tracked".leftPad(9) + "pending".leftPad(9) + "oldest".leftPad(8) + "uploads".leftPad(9)
+              + "fail15m".leftPad(9) + "  last success")
         for w in summaries {
             let oldest = w.oldestPending.map { "\(Int(now - $0))s" } ?? "-"
             let last = w.lastSuccess.map { AWSTime.iso8601(Date(timeIntervalSince1970: $0)) } ?? "never"
-            print(w.name.padding(toLength: 24, withPad: " ", startingAt: 0) + "\(w.trackedFiles)".leftPad(9) + "\(w.pending)".leftPad(9)
-                  + oldest.leftPad(8) + "\(w.inFlight)".leftPad(9) + "\(w.failuresSince)".leftPad(9) + "  \(last)")
+            print(w.name.rightPad(24) + "\(w.trackedFiles)".leftPad(9) + "\(w.pending)".leftPad(9) + oldest.leftPad(8)
+                  + "\(w.inFlight)".leftPad(9) + "\(w.failuresSince)".leftPad(9) + "  \(last)")
         }
-        let breached = alarm["breached"] as! Bool
         print("")
-        print("alarm        \(alarm["name"]!): \(alarm["failures"]!) failures in \(alarm["window_minutes"]!) min (threshold \(alarm["threshold"]!)) "
+        print("alarm        \(Self.alarmName): \(failures) failures in \(Self.alarmWindowMinutes) min (threshold \(Self.alarmThreshold)) "
               + (breached ? paint("BREACHED", "31") : paint("ok", "32")))
-        let watcher = doc["watcher"] as! [String: Any]
-        print("watcher      \(watcher["watches"]!) watches of \(watcher["limit"]!), \(watcher["overflows"]!) overflows")
+        print("watcher      \(running ? beat?.watches ?? 0 : 0) watches of \(Watcher.systemWatchLimit), \(beat?.overflows ?? 0) overflows")
         print(problems.isEmpty ? paint("healthy", "32") : paint("degraded:", "31") + "\n" + problems.map { "  - \($0)" }.joined(separator: "\n"))
     }
 }

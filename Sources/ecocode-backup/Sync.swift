@@ -1,6 +1,7 @@
 import ArgumentParser
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 struct Sync: ParsableCommand {
@@ -44,9 +45,9 @@ struct Sync: ParsableCommand {
         for s in report.skipped { runtime.logger.warning("skipped \(s.path): \(s.reason)") }
         if report.abortedUploads > 0 { runtime.logger.info("aborted \(report.abortedUploads) abandoned multipart upload(s)") }
         let mib = Double(report.bytesUploaded) / 1_048_576
-        print(String(format: "synced %@: %d uploaded (%.1f MiB), %d copied, %d deleted, %d touched, %d pending, %d failed attempts in %.1f s",
-                     ws.name, report.uploaded, mib, report.copied, report.deleted, report.touched, report.pending.count,
-                     report.failedAttempts, report.seconds))
+        print("synced \(ws.name): \(report.uploaded) uploaded (\(mib.fixed(1)) MiB), \(report.copied) copied, "
+              + "\(report.deleted) deleted, \(report.touched) touched, \(report.pending.count) pending, "
+              + "\(report.failedAttempts) failed attempts in \(report.seconds.fixed(1)) s")
         if let e = report.destinationError {
             switch e {
             case .unreachable:
@@ -57,9 +58,9 @@ struct Sync: ParsableCommand {
         }
         if !report.pending.isEmpty {
             for p in report.pending.prefix(50) {
-                FileHandle.standardError.write(Data("  not durable: \(p.path) (\(p.kind.rawValue), \(p.attempts) attempt(s)): \(p.lastError ?? "not attempted before the timeout")\n".utf8))
+                printError("  not durable: \(p.path) (\(p.kind.rawValue), \(p.attempts) attempt(s)): \(p.lastError ?? "not attempted before the timeout")")
             }
-            if report.pending.count > 50 { FileHandle.standardError.write(Data("  … and \(report.pending.count - 50) more\n".utf8)) }
+            if report.pending.count > 50 { printError("  … and \(report.pending.count - 50) more") }
             throw Runtime.fail("\(report.pending.count) change(s) are not durable yet; they stay queued (run sync again, or check the errors above)", Exit.notDurable)
         }
     }

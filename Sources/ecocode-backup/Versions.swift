@@ -1,7 +1,8 @@
 import AWS
 import ArgumentParser
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Journal
 
 struct Versions: ParsableCommand {
@@ -24,12 +25,11 @@ struct Versions: ParsableCommand {
             throw Runtime.fail("cannot list versions of \(key): \(error)", Exit.unreachable)
         }
         if json {
-            let rows: [[String: Any]] = entries.map {
-                ["last_modified": AWSTime.iso8601($0.lastModified), "size": $0.size, "version_id": $0.versionId,
-                 "delete_marker": $0.isDeleteMarker, "latest": $0.isLatest]
+            let rows: [JSONValue] = entries.map {
+                ["last_modified": .string(AWSTime.iso8601($0.lastModified)), "size": .int($0.size), "version_id": .string($0.versionId),
+                 "delete_marker": .bool($0.isDeleteMarker), "latest": .bool($0.isLatest)]
             }
-            print(String(decoding: try JSONSerialization.data(withJSONObject: ["path": rel, "key": key, "versions": rows],
-                                                             options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
+            print(JSONValue.object(["path": .string(rel), "key": .string(key), "versions": .array(rows)]).rendered)
             return
         }
         guard !entries.isEmpty else { throw Runtime.fail("no versions of \(rel) in \(runtime.store.destination) under \(ws.prefix)", Exit.notDurable) }

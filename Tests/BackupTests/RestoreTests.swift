@@ -9,9 +9,15 @@ struct PointInTimeTests {
     let now = Date(timeIntervalSince1970: 1_764_081_000)  // 2025-11-25T14:30:00Z
 
     @Test func everyAcceptedForm() throws {
-        let utc = TimeZone(identifier: "UTC")!
-        let kolkata = TimeZone(identifier: "Asia/Kolkata")!
-        func p(_ s: String, _ tz: TimeZone = utc) throws -> Double { try PointInTime.parse(s, now: now, timeZone: tz).timeIntervalSince1970 }
+        // Local time is the process's zone (TZ), as for the CLI; no other test here reads local time.
+        let utc = "UTC", kolkata = "Asia/Kolkata"
+        let saved = getenv("TZ").map { String(cString: $0) }
+        defer { if let saved { setenv("TZ", saved, 1) } else { unsetenv("TZ") }; tzset() }
+        func p(_ s: String, _ tz: String = utc) throws -> Double {
+            setenv("TZ", tz, 1)
+            tzset()
+            return try PointInTime.parse(s, now: now).timeIntervalSince1970
+        }
         #expect(try p("2025-11-25T14:30:00Z") == 1_764_081_000)
         #expect(try p("2025-11-25t14:30:00z") == 1_764_081_000)
         #expect(try p("2025-11-25T15:30:00+01:00") == 1_764_081_000)

@@ -29,9 +29,10 @@ def cpu_of(pid):
 
 
 def release_binary(product="ecocode-backup"):
-    subprocess.run(["swift", "build", "-c", "release", "--product", product], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+    # Built as packaging/install.sh builds it: release, Swift runtime linked statically.
+    flags = ["-c", "release", "--static-swift-stdlib"]
+    subprocess.run(["swift", "build", *flags, "--product", product], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    bindir = subprocess.run(["swift", "build", *flags, "--show-bin-path"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.strip()
     return os.path.join(bindir, product)
 

@@ -9,9 +9,10 @@ if ! dpkg -s libcurl4-openssl-dev libssl-dev libsqlite3-dev pkg-config >/dev/nul
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         libcurl4-openssl-dev libssl-dev libsqlite3-dev pkg-config
 fi
-swift build -c release --product ecocode-backup
+# The Swift runtime linked statically: a self-contained binary, and a smaller resident agent.
+swift build -c release --product ecocode-backup --static-swift-stdlib
 mkdir -p "$HOME/.local/bin"
-install -m 0755 "$(swift build -c release --show-bin-path)/ecocode-backup" "$HOME/.local/bin/ecocode-backup"
+install -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/ecocode-backup" "$HOME/.local/bin/ecocode-backup"
 echo "installed $HOME/.local/bin/ecocode-backup"
 
 if [ "${1:-}" = "--service" ]; then

@@ -75,6 +75,8 @@ public final class Agent: @unchecked Sendable {
     }
 
     public func run() throws {
+        // One malloc arena instead of one per busy thread: the long-running agent's heap stays compact.
+        mallopt(M_ARENA_MAX, 1)
         log(.info, "agent \(getpid()) starting: \(syncers.count) workspace(s), debounce \(options.debounce) s, max delay \(options.maxDelay) s")
         // Watch first, then reconcile: a change between the two is seen twice, never missed.
         for (i, s) in syncers.enumerated() {

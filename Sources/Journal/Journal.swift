@@ -94,7 +94,8 @@ public final class Journal: @unchecked Sendable {
         db = try SQLiteDatabase(path: path, readOnly: readOnly)
         do {
             if !readOnly {
-                try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+                // A 1 MiB page cache: the journal is read in scans, and the agent should stay small when idle.
+                try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-1024;")
                 try migrate()
             }
             try db.execute("SELECT count(*) FROM sqlite_master")

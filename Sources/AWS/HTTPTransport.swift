@@ -55,14 +55,10 @@ public final class HTTPTransport: Sendable {
 
     public func perform(_ request: HTTPRequest, sink: ResponseSink = .memory) throws -> HTTPResponse {
         let handle = idle.withLock { $0.popLast() } ?? CurlHandle()
-        do {
-            let response = try handle.perform(request, sink: sink, options: options)
-            idle.withLock { if $0.count < options.maxIdleHandles { $0.append(handle) } }
-            return response
-        } catch {
-            // A failed handle may hold a broken connection: let it go.
-            throw error
-        }
+        // Only a handle that completed goes back to the pool; a failed one may hold a broken connection.
+        let response = try handle.perform(request, sink: sink, options: options)
+        idle.withLock { if $0.count < options.maxIdleHandles { $0.append(handle) } }
+        return response
     }
 }
 

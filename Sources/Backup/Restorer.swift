@@ -66,9 +66,16 @@ public struct Restorer: Sendable {
     public let target: String
     public var overwrite = false
     public var workers = 8
-    /// Objects above this are fetched with parallel ranged GETs of `rangeSize`.
+    /// Objects above this are fetched with parallel ranged GETs.
     public var rangedThreshold: Int64 = 16 << 20
-    public var rangeSize: Int64 = 8 << 20
+    /// Fixed range size; by default about 8 ranges per object, 8–64 MiB each (fewer requests, still 4 in flight).
+    public var rangeSize: Int64?
+
+    func rangeSize(for size: Int64) -> Int64 {
+        if let rangeSize { return rangeSize }
+        let mib: Int64 = 1 << 20
+        return min(64 * mib, max(8 * mib, (size / 8 + mib - 1) / mib * mib))
+    }
     public var attempts = 3
 
     public init(store: any ObjectStore, prefix: String, target: String) {
@@ -201,7 +208,8 @@ public struct Restorer: Sendable {
         var head: ObjectHead
         if size > rangedThreshold {
             guard ftruncate(fd, off_t(size)) == 0 else { throw FileError(path: "\(target)/\(e.path)", errno: errno) }
-            let ranges = stride(from: Int64(0), to: size, by: Int(rangeSize)).map { $0...min(size - 1, $0 + rangeSize - 1) }
+            let step = rangeSize(for: size)
+            let ranges = stride(from: Int64(0), to: size, by: Int(step)).map { $0...min(size - 1, $0 + step - 1) }
             let result = Mutex<(head: ObjectHead?, error: Error?)>((nil, nil))
             let next = Atomic<Int>(0)
             DispatchQueue.concurrentPerform(iterations: min(4, ranges.count)) { _ in

@@ -59,6 +59,9 @@ struct Restore: ParsableCommand {
         if !target.hasPrefix("/") { target = FileManager.default.currentDirectoryPath + "/" + target }
         var restorer = Restorer(store: runtime.store, prefix: ws.prefix, target: target)
         restorer.overwrite = overwrite
+        if let mib = runtime.settings.environment["ECOCODE_BACKUP_RANGE_MIB"].flatMap(Int64.init), (1...1024).contains(mib) {
+            restorer.rangeSize = mib << 20
+        }
         let filters = paths.map { p -> RelativePath in
             var s = p
             while s.hasPrefix("./") { s.removeFirst(2) }

@@ -89,8 +89,11 @@ public final class Watcher {
         let wd = inotify_add_watch(fd, absolute(ws, dir), Self.dirMask)
         if wd < 0 {
             if errno == ENOSPC {
+                // Warn once per episode, not once per directory that didn't fit.
+                if degraded.isEmpty {
+                    onLimit?("inotify watch limit reached (fs.inotify.max_user_watches = \(Self.systemWatchLimit)) at \(absolute(ws, dir)); unwatched subtrees are covered by a periodic scan instead. Raise it: sudo sysctl fs.inotify.max_user_watches=524288")
+                }
                 if !degraded.contains(where: { $0.workspace == ws && $0.dir == dir }) { degraded.append((ws, dir)) }
-                onLimit?("inotify watch limit reached (fs.inotify.max_user_watches = \(Self.systemWatchLimit)) at \(absolute(ws, dir)); that subtree is covered by a periodic scan instead. Raise it: sudo sysctl fs.inotify.max_user_watches=524288")
             }
             return false
         }

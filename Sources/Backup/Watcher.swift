@@ -31,6 +31,7 @@ public final class Watcher {
     /// Directories left unwatched because the inotify limit was reached; a periodic scan covers them.
     public private(set) var degraded: [(workspace: Int, dir: RelativePath)] = []
     public private(set) var overflows = 0
+    var warnedLimit = false
     public var watchCount: Int { watches.count }
     public var onLimit: ((String) -> Void)?
 
@@ -89,8 +90,9 @@ public final class Watcher {
         let wd = inotify_add_watch(fd, absolute(ws, dir), Self.dirMask)
         if wd < 0 {
             if errno == ENOSPC {
-                // Warn once per episode, not once per directory that didn't fit.
-                if degraded.isEmpty {
+                // Warn once per episode, not once per directory that didn't fit or per retry.
+                if !warnedLimit {
+                    warnedLimit = true
                     onLimit?("inotify watch limit reached (fs.inotify.max_user_watches = \(Self.systemWatchLimit)) at \(absolute(ws, dir)); unwatched subtrees are covered by a periodic scan instead. Raise it: sudo sysctl fs.inotify.max_user_watches=524288")
                 }
                 if !degraded.contains(where: { $0.workspace == ws && $0.dir == dir }) { degraded.append((ws, dir)) }
@@ -118,6 +120,7 @@ public final class Watcher {
         let pending = degraded
         degraded = []
         for d in pending { watchTree(workspace: d.workspace, dir: d.dir) }
+        if degraded.isEmpty { warnedLimit = false }
     }
 
     /// Reads every event available now.

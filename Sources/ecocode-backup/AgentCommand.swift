@@ -22,6 +22,8 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .long, help: "A workspace directory to watch (repeat for several).") var workspace: [String] = []
     @Option(help: "Seconds a file must be quiet before it is backed up.") var debounce: Double = 1
     @Option(help: "Longest wait, in seconds, for a file that keeps changing.") var maxDelay: Double = 30
+    @Option(help: "Seconds between scans of subtrees left unwatched when the inotify limit is reached.")
+    var degradedScanInterval: Double = 60
     @OptionGroup var settings: SettingsOptions
 
     func run() throws {
@@ -50,6 +52,7 @@ struct AgentCommand: ParsableCommand {
         var options = Agent.Options()
         options.debounce = debounce
         options.maxDelay = maxDelay
+        options.degradedScanInterval = max(1, degradedScanInterval)
         let logger = runtime.logger
         let agent = try Agent(syncers: syncers, journal: journal, options: options) { level, message in
             switch level {

@@ -188,3 +188,48 @@ import TestSupport
         #expect(overflows >= 1)
     }
 }
+
+extension WatcherEdgeTests {
+    /// Runs the agent in its own user namespace whose inotify watch limit is 4 (`user.max_inotify_watches`
+    /// is per user namespace), so the limit is hit without touching the machine's setting.
+    @Test func runningOutOfWatchesDegradesToPeriodicScans() throws {
+        var t = try SyncTests.Setup()
+        defer { t.cleanup() }
+        t.env["ECOCODE_AWS_WORKSPACE_BUCKET"] = nil
+        for i in 0..<10 { try t.ws.write("dir\(i)/sub/file.txt", "v\(i)") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        p.arguments = ["-Ur", "sh", "-c", "echo 4 > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\"", CLI.binary,
+                       "agent", "--workspace", t.ws.path, "--debounce", "0.2", "--degraded-scan-interval", "2"]
+        p.environment = t.env
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        defer { p.terminate(); p.waitUntilExit() }
+        let journal = try Journal(stateDir: t.home.path + "/state/ecocode-backup")
+        var degraded: [String] = []
+        for _ in 0..<100 where degraded.isEmpty {
+            usleep(100_000)
+            degraded = Heartbeat.read(journal)?.degraded ?? []
+        }
+        #expect(!degraded.isEmpty, "no degraded subtree reported")
+        // A file written into an unwatched subtree is still backed up, by the periodic scan.
+        try t.ws.write("dir9/sub/late.txt", "found by the scan")
+        let store = try LocalStore(root: t.home.path + "/data/ecocode-backup/store")
+        var found = false
+        for _ in 0..<100 where !found {
+            usleep(200_000)
+            found = try store.versions(prefix: t.prefix).contains { $0.key.hasSuffix("dir9/sub/late.txt") }
+        }
+        #expect(found)
+        let status = try CLI.run(["status", "--json"], env: t.env.merging(["ECOCODE_BACKUP_WORKSPACES": t.ws.path]) { $1 })
+        #expect(status.status == 1)
+        #expect(status.stdout.contains("watcher degraded"))
+        p.terminate()
+        p.waitUntilExit()
+        let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("fs.inotify.max_user_watches"))
+        #expect(log.components(separatedBy: "inotify watch limit reached").count == 2, "warned once")
+    }
+}

@@ -52,19 +52,43 @@ public struct Pipeline: Sendable {
         self.workspace = workspace
     }
 
-    /// Journal state at the start of a pass, with files indexed by content for rename detection.
+    /// Journal state at the start of a pass. A large pass loads the whole table once; a small one (the
+    /// agent's usual single save) asks the journal per path, so its cost doesn't grow with the workspace.
     public struct Tracked: Sendable {
-        public var files: [RelativePath: FileRecord]
-        var bySHA: [String: [FileRecord]] = [:]
+        enum Source: Sendable {
+            case loaded(files: [RelativePath: FileRecord], bySHA: [String: [FileRecord]])
+            case journal(Journal, workspace: Int64)
+        }
+        let source: Source
         /// With a new or rebuilt journal: the latest stored version of each key (version id, size), so files
         /// already in the backup are adopted instead of uploaded again.
         /// Keyed by the key's UTF-8 bytes: `String` keys would merge NFC and NFD names.
         public var adoptable: [[UInt8]: (versionId: String, size: Int64)] = [:]
 
         public init(files: [RelativePath: FileRecord], adoptable: [[UInt8]: (versionId: String, size: Int64)] = [:]) {
-            self.files = files
-            self.adoptable = adoptable
+            var bySHA: [String: [FileRecord]] = [:]
             for f in files.values { bySHA[f.sha256, default: []].append(f) }
+            source = .loaded(files: files, bySHA: bySHA)
+            self.adoptable = adoptable
+        }
+
+        public init(journal: Journal, workspace: Int64, adoptable: [[UInt8]: (versionId: String, size: Int64)] = [:]) {
+            source = .journal(journal, workspace: workspace)
+            self.adoptable = adoptable
+        }
+
+        func record(_ path: RelativePath) throws -> FileRecord? {
+            switch source {
+            case .loaded(let files, _): return files[path]
+            case .journal(let j, let ws): return try j.trackedFile(workspace: ws, path: path)
+            }
+        }
+
+        func records(withContent sha: String) throws -> [FileRecord] {
+            switch source {
+            case .loaded(_, let bySHA): return bySHA[sha] ?? []
+            case .journal(let j, let ws): return try j.trackedFiles(workspace: ws, sha256: sha)
+            }
         }
     }
 
@@ -84,7 +108,7 @@ public struct Pipeline: Sendable {
     }
 
     func upsert(_ path: RelativePath, abs: String, snapshot: FileSnapshot, tracked: Tracked) throws -> Outcome {
-        let previous = tracked.files[path]
+        let previous = try tracked.record(path)
         if let previous, snapshot.matches(previous) { return .unchanged }
         guard snapshot.isRegular || snapshot.isSymlink else {
             // A backed-up file replaced by a directory (or a FIFO…) is gone as a file.
@@ -118,7 +142,7 @@ public struct Pipeline: Sendable {
         }
         // A path with the same content that vanished: a rename or move. Copy server-side, don't re-upload.
         if previous == nil, snapshot.size < 5 << 30,
-           let origin = tracked.bySHA[sha]?.first(where: { $0.path != path && $0.versionId != nil
+           let origin = try tracked.records(withContent: sha).first(where: { $0.path != path && $0.versionId != nil
                                                         && (try? FileSnapshot.lstat(workspace.absolute($0.path))) == .some(nil) }) {
             let version = try store.copy(from: workspace.key(origin.path), versionId: origin.versionId, to: workspace.key(path), metadata: metadata)
             return try commit(record(version, partHashes: origin.partHashes), snapshot: snapshot, outcome: .copied(from: origin.path))
@@ -145,7 +169,7 @@ public struct Pipeline: Sendable {
     }
 
     func delete(_ path: RelativePath, tracked: Tracked) throws -> Outcome {
-        guard tracked.files[path] != nil else { return .unchanged }
+        guard try tracked.record(path) != nil else { return .unchanged }
         try store.delete(key: workspace.key(path))
         try journal.forget(workspace: workspace.id, path: path)
         return .deleted

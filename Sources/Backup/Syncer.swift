@@ -179,7 +179,9 @@ public final class Syncer: @unchecked Sendable {
             let due = queue.filter { dueAt($0) <= now }
             if due.isEmpty { return queue.map(dueAt).min() }
             progress.add(total: due.count)
-            let tracked = Pipeline.Tracked(files: try journal.trackedFiles(workspace: workspace.id), adoptable: adoptable)
+            let tracked = due.count > 256
+                ? Pipeline.Tracked(files: try journal.trackedFiles(workspace: workspace.id), adoptable: adoptable)
+                : Pipeline.Tracked(journal: journal, workspace: workspace.id, adoptable: adoptable)
             // Upserts first, so a rename's new path is copied from the old object before the old one is deleted.
             try runParallel(due.filter { $0.kind == .upsert }, tracked: tracked, report: &report, progress: progress)
             try runParallel(due.filter { $0.kind == .delete }, tracked: tracked, report: &report, progress: progress)

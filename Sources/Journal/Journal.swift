@@ -253,18 +253,41 @@ public final class Journal: @unchecked Sendable {
 
     // MARK: Files
 
+    static let fileColumns = "path, size, mtime_ns, ctime_ns, inode, mode, sha256, version_id, part_size, part_hashes"
+
+    static func fileRecord(_ r: Statement) -> FileRecord {
+        FileRecord(path: RelativePath(bytes: r.blob(0)), size: r.int(1), mtimeNs: r.int(2), ctimeNs: r.int(3),
+                   inode: UInt64(bitPattern: r.int(4)), mode: UInt32(truncatingIfNeeded: r.int(5)),
+                   sha256: r.text(6) ?? "", versionId: r.text(7), partSize: r.int(8), partHashes: r.blob(9))
+    }
+
     public func trackedFiles(workspace: Int64) throws -> [RelativePath: FileRecord] {
         try locked {
             var out: [RelativePath: FileRecord] = [:]
-            try db.run("""
-                SELECT path, size, mtime_ns, ctime_ns, inode, mode, sha256, version_id, part_size, part_hashes
-                FROM files WHERE workspace = ?
-                """, [.int(workspace)]) { r in
-                let p = RelativePath(bytes: r.blob(0))
-                out[p] = FileRecord(path: p, size: r.int(1), mtimeNs: r.int(2), ctimeNs: r.int(3),
-                                    inode: UInt64(bitPattern: r.int(4)), mode: UInt32(truncatingIfNeeded: r.int(5)),
-                                    sha256: r.text(6) ?? "", versionId: r.text(7), partSize: r.int(8), partHashes: r.blob(9))
+            try db.run("SELECT \(Self.fileColumns) FROM files WHERE workspace = ?", [.int(workspace)]) { r in
+                let f = Self.fileRecord(r)
+                out[f.path] = f
             }
+            return out
+        }
+    }
+
+    /// One tracked file, for passes too small to be worth loading the whole table.
+    public func trackedFile(workspace: Int64, path: RelativePath) throws -> FileRecord? {
+        try locked {
+            var out: FileRecord?
+            try db.run("SELECT \(Self.fileColumns) FROM files WHERE workspace = ? AND path = ?",
+                       [.int(workspace), .blob(path.bytes)]) { out = Self.fileRecord($0) }
+            return out
+        }
+    }
+
+    /// Tracked files with this content (rename detection), through the `files_by_hash` index.
+    public func trackedFiles(workspace: Int64, sha256: String) throws -> [FileRecord] {
+        try locked {
+            var out: [FileRecord] = []
+            try db.run("SELECT \(Self.fileColumns) FROM files WHERE workspace = ? AND sha256 = ?",
+                       [.int(workspace), .text(sha256)]) { out.append(Self.fileRecord($0)) }
             return out
         }
     }

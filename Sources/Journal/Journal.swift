@@ -94,9 +94,20 @@ public final class Journal: @unchecked Sendable {
         db = try SQLiteDatabase(path: path, readOnly: readOnly)
         do {
             if !readOnly {
-                // A 1 MiB page cache: the journal is read in scans, and the agent should stay small when idle.
-                try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-1024;")
-                try migrate()
+                // Switching to WAL and migrating need the database to themselves for a moment; another process
+                // opening it at the same time gets SQLITE_BUSY without the busy handler: try again shortly.
+                var attempt = 0
+                while true {
+                    do {
+                        // A 1 MiB page cache: the journal is read in scans, and the agent should stay small when idle.
+                        try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-1024;")
+                        try migrate()
+                        break
+                    } catch JournalError.sql(_, let message) where message.contains("locked") && attempt < 250 {
+                        attempt += 1
+                        usleep(20_000)
+                    }
+                }
             }
             try db.execute("SELECT count(*) FROM sqlite_master")
             var v = 0
@@ -142,12 +153,14 @@ public final class Journal: @unchecked Sendable {
         try locked { try db.transaction(body) }
     }
 
+    /// Brings the schema up to date. The version is read inside the write transaction, so two processes
+    /// opening a new journal at once (the agent and a `status` or a test) don't both try to create it.
     func migrate() throws {
-        var version = 0
-        try db.run("PRAGMA user_version") { version = Int($0.int(0)) }
-        if version > Self.schemaVersion { throw JournalError.newerSchema(path: path, version: version) }
-        if version < 1 {
-            try db.transaction {
+        try db.transaction {
+            var version = 0
+            try db.run("PRAGMA user_version") { version = Int($0.int(0)) }
+            if version > Self.schemaVersion { throw JournalError.newerSchema(path: path, version: version) }
+            if version < 1 {
                 try db.execute("""
                 CREATE TABLE workspaces (id INTEGER PRIMARY KEY, root BLOB NOT NULL UNIQUE, name TEXT NOT NULL,
                     key_prefix TEXT NOT NULL, last_success REAL);
@@ -170,19 +183,16 @@ public final class Journal: @unchecked Sendable {
                 CREATE TABLE metrics (id INTEGER PRIMARY KEY, name TEXT NOT NULL, value REAL NOT NULL,
                     unit TEXT NOT NULL, at REAL NOT NULL);
                 CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                PRAGMA user_version = 1;
                 """)
             }
-        }
-        if version < 2 {
-            // v2: bytes uploaded per pass, kept a day for `status` (metric values leave once published).
-            try db.transaction {
+            if version < 2 {
+                // v2: bytes uploaded per pass, kept a day for `status` (metric values leave once published).
                 try db.execute("""
                 CREATE TABLE transfers (id INTEGER PRIMARY KEY, workspace INTEGER NOT NULL, at REAL NOT NULL,
                     bytes INTEGER NOT NULL);
-                PRAGMA user_version = 2;
                 """)
             }
+            if version < Self.schemaVersion { try db.execute("PRAGMA user_version = \(Self.schemaVersion)") }
         }
     }
 

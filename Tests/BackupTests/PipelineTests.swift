@@ -1,4 +1,5 @@
 import Foundation
+import Dispatch
 import Synchronization
 import Testing
 @testable import AWS
@@ -190,5 +191,28 @@ struct JournalTests {
         _ = try Journal(stateDir: state.path)
         try SQLiteDatabase(path: state.path + "/journal.sqlite").execute("PRAGMA user_version = 99")
         #expect(throws: JournalError.self) { try Journal(stateDir: state.path) }
+    }
+}
+
+extension JournalTests {
+    @Test func concurrentFirstOpensDoNotRaceTheMigration() throws {
+        let state = try TempTree("race")
+        defer { state.remove() }
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            do { _ = try Journal(stateDir: state.path) } catch { failures.withLock { $0.append("\(error)") } }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+    }
+
+    @Test func aVersion1JournalIsMigrated() throws {
+        let state = try TempTree("v1")
+        defer { state.remove() }
+        _ = try Journal(stateDir: state.path)
+        let db = try SQLiteDatabase(path: state.path + "/journal.sqlite")
+        try db.execute("DROP TABLE transfers; PRAGMA user_version = 1;")
+        let j = try Journal(stateDir: state.path)
+        #expect(j.schema == 2)
+        try j.recordTransfer(workspace: 1, bytes: 10, at: 1)
     }
 }

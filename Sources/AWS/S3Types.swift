@@ -44,6 +44,11 @@ public enum FileHashing {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw TransportError(kind: .local, message: "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        return try sha256(fd: fd, offset: offset, length: length, name: path)
+    }
+
+    /// The same over an open descriptor (pread: the file position is left alone). `name` is for errors.
+    public static func sha256(fd: Int32, offset: Int64 = 0, length: Int64, name: String) throws -> [UInt8] {
         var hasher = SHA256()
         let size = 1 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
@@ -53,7 +58,7 @@ public enum FileHashing {
             let n = pread(fd, buffer.baseAddress, Int(min(Int64(size), length - done)), off_t(offset + done))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
-                throw TransportError(kind: .local, message: "reading \(path): " + (n < 0 ? String(cString: strerror(errno)) : "file is shorter than expected"))
+                throw TransportError(kind: .local, message: "reading \(name): " + (n < 0 ? String(cString: strerror(errno)) : "file is shorter than expected"))
             }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             done += Int64(n)

@@ -74,29 +74,16 @@ public enum FileReader {
         fstat(fd, &before)
         guard FileSnapshot(before) == expected else { throw StoreError.changedWhileReading(path: absolutePath) }
 
-        var hasher = SHA256()
-        let blockSize = 1 << 20
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 64)
-        defer { buffer.deallocate() }
-        var total: Int64 = 0
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, blockSize)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileError(path: absolutePath, errno: errno)
-            }
-            if n == 0 { break }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            total += Int64(n)
-        }
+        let hashed = Result { try FileHashing.sha256(fd: fd, length: expected.size, name: absolutePath) }
+        // A short read after the file changed is a change, not an error; an I/O error on a still file is one.
         var after = stat()
         fstat(fd, &after)
-        guard total == expected.size, FileSnapshot(after) == expected,
-              try FileSnapshot.lstat(absolutePath) == expected else {
+        guard FileSnapshot(after) == expected, try FileSnapshot.lstat(absolutePath) == expected else {
             throw StoreError.changedWhileReading(path: absolutePath)
         }
+        let hash = try hashed.get()
         let partSize = expected.size > PartSizing.singlePutLimit ? PartSizing.partSize(for: expected.size) : 0
-        return SourceFile(absolutePath: absolutePath, snapshot: expected, sha256: hasher.finalize(), partSize: partSize,
+        return SourceFile(absolutePath: absolutePath, snapshot: expected, sha256: hash, partSize: partSize,
                           symlinkTarget: nil)
     }
 }

@@ -233,7 +233,7 @@ public struct Restorer: Sendable {
         guard Int64(st.st_size) == size else {
             throw VerifyError(path: e.path.description, why: "download ended at \(st.st_size) of \(size) bytes")
         }
-        let hash = try FileHashing.sha256(path: "/proc/self/fd/\(fd)", length: size)
+        let hash = try FileHashing.sha256(fd: fd, length: size, name: "\(target)/\(e.path)")
         if let expected = head.metadata["sha256"], expected != hash.hex {
             throw VerifyError(path: e.path.description, why: "SHA-256 \(hash.hex) does not match the backup's \(expected)")
         }
